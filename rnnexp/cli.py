@@ -1,0 +1,86 @@
+"""Run a Hydra app so that bad input ends in one line, not a traceback.
+
+Hydra prints tracebacks (or several lines of search paths) for every error unless
+``HYDRA_FULL_ERROR=1``. We ask Hydra to re-raise, then report user errors ourselves:
+an unknown group choice, an override of a missing key, a value out of range, a bad
+data file. Anything else is a bug and keeps its full traceback. ``HYDRA_FULL_ERROR=1``
+from the user still shows everything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Callable, Optional
+
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
+from omegaconf.errors import OmegaConfBaseException
+
+from rnnexp.errors import ConfigError, UserError
+
+EXIT_USER_ERROR = 2
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def describe(exc: BaseException) -> Optional[str]:
+    """One line for an error caused by the user's input, or None for a bug."""
+    chain = list(_chain(exc))
+    # Where in the config an instantiated object failed ("full_key: model").
+    full_key = ""
+    for e in chain:
+        match = re.search(r"full_key: (\S+)", str(e))
+        if match:
+            full_key = match.group(1)
+            break
+    for e in chain:
+        if isinstance(e, ConfigError):
+            return str(e.under(full_key) if full_key and not e.key.startswith(full_key + ".") else e)
+        if isinstance(e, UserError):
+            return str(e)
+    for e in chain:
+        if isinstance(e, MissingConfigException) and e.options is not None:
+            match = re.search(r"Could not find '([^']+)'", str(e))
+            missing = match.group(1) if match else e.missing_cfg_file
+            group, _, choice = (missing or "").rpartition("/")
+            options = ", ".join(sorted(e.options)) or "(none)"
+            return f"{group}={choice} is not a known choice; valid choices for '{group}': {options}"
+        if isinstance(e, OverrideParseException):
+            return f"cannot parse override {e.override!r}: {e.message.splitlines()[0]}"
+        if isinstance(e, ConfigCompositionException):
+            first = str(e).strip().splitlines()[0]
+            match = re.search(r"Could not override '([^']+)'", first)
+            if match:
+                return f"{match.group(1)} is not a config key; check the spelling with --cfg job, or add a new key with +{match.group(1)}=..."
+            match = re.search(r"Could not append to config. An item is already at '([^']+)'", first)
+            if match:
+                return f"{match.group(1)} already exists; override it without the leading +"
+            return first
+        if isinstance(e, OmegaConfBaseException):
+            first = str(e).strip().splitlines()[0]
+            key = re.search(r"full_key: (\S+)", str(e))
+            return f"{first} (at {key.group(1)})" if key else first
+        if isinstance(e, HydraException):
+            return str(e).strip().splitlines()[0]
+    return None
+
+
+def run_app(hydra_main: Callable[[], object]) -> None:
+    """Call a ``@hydra.main`` function, turning user errors into ``error: ...`` and exit code 2."""
+    user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra_main()
+    except Exception as exc:  # noqa: BLE001 - everything is re-raised unless it is the user's input
+        message = None if user_wants_traceback else describe(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)

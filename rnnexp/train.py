@@ -1,0 +1,98 @@
+"""The task function behind ``python train.py``: one run, from a composed config to metrics.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rnnexp.errors import ConfigError, UserError
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate_all(group: Optional[DictConfig]) -> List[Any]:
+    """Every node of a group such as ``callbacks`` or ``logger`` that has a ``_target_``."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def _scalars(metrics: Dict[str, Any]) -> Dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, (int, float)):
+            out[key] = float(value)
+    return out
+
+
+def build(cfg: DictConfig):
+    """Instantiate the datamodule, model, callbacks, loggers and trainer of a composed config."""
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, **datamodule.model_kwargs())
+    data_kind, model_kind = getattr(datamodule, "target_kind", None), getattr(model, "target_kind", None)
+    if data_kind and model_kind and data_kind != model_kind:
+        fix = "model=tagger" if data_kind == "sequence" else "model=classifier"
+        raise ConfigError(
+            "model",
+            type(model).__name__,
+            f"the data gives one target per {'step' if data_kind == 'sequence' else 'sequence'}: use {fix}",
+        )
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return datamodule, model, trainer
+
+
+def run(cfg: DictConfig) -> Optional[float]:
+    """Seed, build, fit, test with the best checkpoint, write ``metrics.json``; return ``cfg.optimized_metric``."""
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    # The resolved config beside Hydra's unresolved .hydra/config.yaml: what actually ran.
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule, model, trainer = build(cfg)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path and not Path(ckpt_path).is_file():
+        raise ConfigError("ckpt_path", ckpt_path, "no such checkpoint file; give the path of a .ckpt file")
+
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = _scalars(trainer.callback_metrics)
+    metrics["fit_seconds"] = time.perf_counter() - start
+
+    if cfg.get("test", True):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not best:
+            log.warning("No best checkpoint was saved; testing the weights at the end of training.")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update(_scalars(trainer.callback_metrics))
+        if best:
+            log.info("Tested the best checkpoint: %s", best)
+
+    if trainer.is_global_zero:
+        with open(output_dir / "metrics.json", "w") as f:
+            json.dump(metrics, f, indent=2, sort_keys=True)
+        log.info("Metrics: %s", json.dumps({k: v for k, v in metrics.items() if not isinstance(v, str)}))
+
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise UserError(f"optimized_metric={name!r} was not logged; logged metrics: {', '.join(sorted(metrics))}")
+    value = metrics[name]
+    return value if math.isfinite(value) else None

@@ -1,0 +1,59 @@
+"""Shared fixtures: configs composed with Hydra's compose API, offline loggers, the repo root."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _offline_loggers(tmp_path_factory, monkeypatch):
+    """wandb never reaches a server in tests and writes nothing outside a temporary directory."""
+    base = tmp_path_factory.getbasetemp() / "wandb"
+    base.mkdir(exist_ok=True)
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(base))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_ERROR_REPORTING", "False")
+
+
+def compose_config(overrides: Optional[List[str]] = None, output_dir: Optional[Path] = None) -> DictConfig:
+    """The config ``python train.py <overrides>`` would run, with paths pointed at ``output_dir``."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides or []))
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+            cfg.paths.log_dir = str(output_dir / "logs")
+            cfg.paths.data_dir = str(output_dir / "data")
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    def _make(*overrides: str) -> DictConfig:
+        return compose_config(list(overrides), tmp_path)
+
+    return _make
+
+
+def run_cli(*args: str, cwd: Path, env: Optional[dict] = None, module: Optional[str] = None, timeout: float = 300):
+    """Run ``python train.py args`` (or ``python -m module args``) in a subprocess from ``cwd``."""
+    command = [sys.executable, "-m", module] if module else [sys.executable, str(ROOT / "train.py")]
+    full_env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    full_env.update({"PYTHONPATH": str(ROOT), **(env or {})})
+    return subprocess.run(
+        [*command, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
