@@ -1,0 +1,96 @@
+"""The seeds' toy examples as selectable tasks.
+
+Character tasks (many-to-many, predict the next character at every step):
+  ``hello``        "hell" -> "ello" with one-hot characters
+  ``hello_batch``  the three-sequence batch ``hello``, ``eolll``, ``lleel``
+  ``hihello``      "hihell" -> "ihello"
+Word task (many-to-one, predict the last word from the ones before):
+  ``i_like_dog``   "i like dog" / "i love coffee" / "i hate milk"
+
+``sequences=[...]`` replaces a task's text (lengths may differ: batches are padded and
+the model packs them). These are memorisation tasks: validation and test use the
+training sequences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from rnnexp.data.collate import collate_sequences
+from rnnexp.data.vocab import Vocab
+from rnnexp.errors import ConfigError, check_choice, check_positive_int
+
+
+@dataclass(frozen=True)
+class ToyTask:
+    sequences: Sequence[str]
+    level: str  # "char" or "word"
+    target: str  # "sequence" (next token at every step) or "label" (the last token)
+
+
+TASKS: Dict[str, ToyTask] = {
+    "hello": ToyTask(["hello"], "char", "sequence"),
+    "hello_batch": ToyTask(["hello", "eolll", "lleel"], "char", "sequence"),
+    "hihello": ToyTask(["hihello"], "char", "sequence"),
+    "i_like_dog": ToyTask(["i like dog", "i love coffee", "i hate milk"], "word", "label"),
+}
+
+
+class ToyWordsDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        task: str = "i_like_dog",
+        sequences: Optional[Sequence[str]] = None,
+        level: Optional[str] = None,
+        target: Optional[str] = None,
+        batch_size: int = 3,
+        repeat: int = 1,
+        shuffle: bool = True,
+    ) -> None:
+        super().__init__()
+        check_choice("task", task, TASKS)
+        check_positive_int("batch_size", batch_size)
+        check_positive_int("repeat", repeat)
+        base = TASKS[task]
+        self.level = level or base.level
+        self.target_kind = target or base.target
+        check_choice("level", self.level, ("char", "word"))
+        check_choice("target", self.target_kind, ("sequence", "label"))
+        texts = list(sequences) if sequences else list(base.sequences)
+        self.token_lists = [list(t) if self.level == "char" else t.split() for t in texts]
+        for text, tokens in zip(texts, self.token_lists):
+            if len(tokens) < 2:
+                raise ConfigError("sequences", text, "every sequence needs at least 2 tokens (an input and a target)")
+        self.vocab = Vocab.build(self.token_lists)
+        self.batch_size, self.repeat, self.shuffle = batch_size, repeat, shuffle
+        self.samples = [self._sample(tokens) for tokens in self.token_lists]
+
+    def _sample(self, tokens: List[str]):
+        ids = self.vocab.encode(tokens)
+        if self.target_kind == "sequence":
+            return {"inputs": ids[:-1], "targets": ids[1:]}
+        return {"inputs": ids[:-1], "targets": ids[-1]}
+
+    def model_kwargs(self) -> dict:
+        """What the model needs to know about the data; plain values, stored in checkpoints."""
+        size = len(self.vocab)
+        return {"input_size": size, "num_classes": size, "vocab": list(self.vocab.tokens)}
+
+    def _loader(self, samples, shuffle: bool) -> DataLoader:
+        return DataLoader(samples, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate_sequences)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.samples * self.repeat, self.shuffle)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.samples, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.samples, False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.samples, False)
