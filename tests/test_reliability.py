@@ -1,0 +1,40 @@
+"""Numerical safety and reproducibility pieces: the finite-loss guard and RNG state in checkpoints."""
+
+import random
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from rnnexp.callbacks.finite_loss import FiniteLossGuard, NonFiniteLossError
+from rnnexp.callbacks.rng_state import collect_rng_states, restore_rng_states
+from rnnexp.data import ToyWordsDataModule
+from rnnexp.models import SequenceClassifier
+
+
+def test_non_finite_loss_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
+    dm = ToyWordsDataModule("i_like_dog", repeat=5)
+    # An absurd learning rate with no clipping makes the loss overflow within a few steps.
+    model = SequenceClassifier(**dm.model_kwargs(), cell="rnn", nonlinearity="relu", hidden_size=16,
+                               optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 1e12})
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)
+    trainer = pl.Trainer(default_root_dir=tmp_path, max_epochs=20, logger=False, enable_progress_bar=False,
+                         callbacks=[FiniteLossGuard(), checkpoint], gradient_clip_val=None)
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+ .*optimizer.lr") as info:
+        trainer.fit(model, datamodule=dm)
+    assert "trainer.gradient_clip_val" in str(info.value)
+    last = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
+
+
+def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    states = collect_rng_states()
+    torch.save({"rng": states}, tmp_path / "s.pt")
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(2), np.random.seed(2), random.seed(2)
+    restore_rng_states(torch.load(tmp_path / "s.pt", weights_only=True)["rng"])
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
