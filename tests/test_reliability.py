@@ -38,3 +38,32 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
     assert torch.equal(torch.rand(3), expected[0])
     assert np.array_equal(np.random.rand(3), expected[1])
     assert random.random() == expected[2]
+
+
+DROPOUT = 0.3  # dropout masks come from the global RNG, which the checkpoint must restore
+
+
+def _fit(tmp_path, max_epochs, ckpt_path=None, callbacks=()):
+    from rnnexp.callbacks.rng_state import RngStateCheckpoint
+
+    pl.seed_everything(3)
+    dm = ToyWordsDataModule("i_like_dog", sequences=["i like dog", "i love coffee", "i hate milk", "we like tea",
+                                                     "we love hot milk"], batch_size=2, repeat=3, seed=3)
+    model = SequenceClassifier(**dm.model_kwargs(), cell="lstm", hidden_size=8, dropout=DROPOUT,
+                               optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01})
+    trainer = pl.Trainer(default_root_dir=tmp_path, max_epochs=max_epochs, logger=False, enable_progress_bar=False,
+                         callbacks=[RngStateCheckpoint(), *callbacks], enable_checkpointing=bool(callbacks))
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    return model, trainer
+
+
+def test_resuming_mid_epoch_ends_exactly_where_an_uninterrupted_run_does(tmp_path):
+    every_step = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_top_k=-1,
+                                              filename="{step}")
+    whole, _ = _fit(tmp_path / "a", 2, callbacks=[every_step])
+    mid_epoch = tmp_path / "ckpt" / "step=5.ckpt"  # epoch 0 has 8 batches
+    assert torch.load(mid_epoch, weights_only=True)["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 0
+    resumed, trainer = _fit(tmp_path / "b", 2, ckpt_path=mid_epoch)
+    assert trainer.global_step == 16
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name

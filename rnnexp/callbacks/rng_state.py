@@ -33,9 +33,20 @@ def restore_rng_states(states: Dict[str, Any]) -> None:
 
 
 class RngStateCheckpoint(pl.Callback):
+    """Saves the RNG states with every checkpoint; restores them right before the first
+    training batch after a resume, so nothing Lightning does while restarting (building
+    loaders, the sanity check) shifts the streams."""
+
+    def __init__(self) -> None:
+        self._pending: Dict[str, Any] = {}
+
     def state_dict(self) -> Dict[str, Any]:
         return collect_rng_states()
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        if state_dict:
-            restore_rng_states(state_dict)
+        self._pending = dict(state_dict or {})
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._pending:
+            restore_rng_states(self._pending)
+            self._pending = {}

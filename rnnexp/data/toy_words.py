@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from rnnexp.data.collate import collate_sequences
+from rnnexp.data.resumable import ResumableBatches, SeededBatches, batches_done_in_epoch
 from rnnexp.data.vocab import Vocab
 from rnnexp.errors import ConfigError, check_choice, check_positive_int
 
@@ -50,6 +52,7 @@ class ToyWordsDataModule(pl.LightningDataModule):
         batch_size: int = 3,
         repeat: int = 1,
         shuffle: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         check_choice("task", task, TASKS)
@@ -66,7 +69,7 @@ class ToyWordsDataModule(pl.LightningDataModule):
             if len(tokens) < 2:
                 raise ConfigError("sequences", text, "every sequence needs at least 2 tokens (an input and a target)")
         self.vocab = Vocab.build(self.token_lists)
-        self.batch_size, self.repeat, self.shuffle = batch_size, repeat, shuffle
+        self.batch_size, self.repeat, self.shuffle, self.seed = batch_size, repeat, shuffle, seed
         self.samples = [self._sample(tokens) for tokens in self.token_lists]
 
     def _sample(self, tokens: List[str]):
@@ -84,7 +87,13 @@ class ToyWordsDataModule(pl.LightningDataModule):
         return DataLoader(samples, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate_sequences)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.samples * self.repeat, self.shuffle)
+        samples = self.samples * self.repeat
+        batches = SeededBatches(len(samples), self.batch_size, self.shuffle, self.seed)
+        batches = ResumableBatches(batches, skip=batches_done_in_epoch(self.trainer))
+        # Its own generator: creating the iterator must not draw from the global RNG that
+        # dropout uses, or a resumed run would see different masks.
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(samples, batch_sampler=batches, collate_fn=collate_sequences, generator=generator)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.samples, False)

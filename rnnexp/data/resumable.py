@@ -1,0 +1,69 @@
+"""Batch orders that survive a crash: seeded per epoch, and resumable mid-epoch.
+
+Lightning restores model, optimizer and loop counters from a checkpoint, but a plain
+shuffled DataLoader restarted mid-epoch draws a new order and trains some samples twice
+and others never. Here the order of epoch k depends only on ``(seed, k)`` (Lightning calls
+``set_epoch`` at each epoch start), and the first iteration after a restore skips the
+batches the interrupted epoch had already trained, read from Lightning's own restored
+loop counters.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, List, Optional, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import Sampler
+
+
+class SeededBatches(Sampler[List[int]]):
+    """Index lists of ``batch_size``, shuffled from ``seed + epoch`` when ``shuffle``."""
+
+    def __init__(self, size: int, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False):
+        self.size, self.batch_size, self.shuffle, self.seed, self.drop_last = size, batch_size, shuffle, seed, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size // self.batch_size if self.drop_last else -(-self.size // self.batch_size)
+
+    def __iter__(self) -> Iterator[List[int]]:
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.size)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield order[start : start + self.batch_size].tolist()
+
+
+def batches_done_in_epoch(trainer: Optional[pl.Trainer]) -> int:
+    """Training batches already completed in the current epoch when fitting resumes from a checkpoint."""
+    if trainer is None or not trainer.fit_loop.restarting:
+        return 0
+    # "processed", not "completed": a checkpoint written in on_train_batch_end counts its
+    # batch as processed but not yet completed.
+    return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
+
+class ResumableBatches(Sampler[List[int]]):
+    """Wraps a batch sampler: its next iteration skips ``skip`` batches (without loading them)."""
+
+    def __init__(self, batches: Sampler[Sequence[int]], skip: int = 0) -> None:
+        self.batches, self.skip = batches, skip
+        # Lightning calls set_epoch on ``loader.sampler`` and ``loader.batch_sampler.sampler``,
+        # never on a batch sampler itself: expose the wrapped one under that name.
+        self.sampler = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        iterator = iter(self.batches)
+        if skip < len(self.batches):  # a checkpoint at the very end of an epoch skips nothing
+            for _ in range(skip):
+                next(iterator)
+        yield from iterator
