@@ -67,3 +67,17 @@ def test_resuming_mid_epoch_ends_exactly_where_an_uninterrupted_run_does(tmp_pat
     assert trainer.global_step == 16
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_seeded_batches_split_every_sample_once_across_ranks():
+    from rnnexp.data.resumable import SeededBatches
+
+    for size, batch in [(20, 3), (12, 2), (7, 4)]:
+        ranks = [SeededBatches(size, batch, seed=5, num_replicas=2, rank=r) for r in range(2)]
+        for r in ranks:
+            r.set_epoch(1)
+        seen = [i for r in ranks for b in r for i in b]
+        assert len(list(ranks[0])) == len(list(ranks[1])) == len(ranks[0])
+        assert set(seen) == set(range(size))
+        if size % (2 * batch) == 0:
+            assert sorted(seen) == list(range(size))  # nothing repeated when it divides evenly

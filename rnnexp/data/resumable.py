@@ -18,25 +18,46 @@ from torch.utils.data import Sampler
 
 
 class SeededBatches(Sampler[List[int]]):
-    """Index lists of ``batch_size``, shuffled from ``seed + epoch`` when ``shuffle``."""
+    """Index lists of ``batch_size``, shuffled from ``seed + epoch`` when ``shuffle``.
 
-    def __init__(self, size: int, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False):
+    Under DDP each of ``num_replicas`` ranks takes every ``num_replicas``-th batch of the
+    same global order, so an epoch shows every sample once across ranks. Ranks must run
+    the same number of steps: when the batches do not divide evenly, the last ones are
+    dealt round-robin again from the start of the order (as ``DistributedSampler`` pads).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
         self.size, self.batch_size, self.shuffle, self.seed, self.drop_last = size, batch_size, shuffle, seed, drop_last
+        self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    def _total_batches(self) -> int:
         return self.size // self.batch_size if self.drop_last else -(-self.size // self.batch_size)
+
+    def __len__(self) -> int:
+        return -(-self._total_batches() // self.num_replicas)
 
     def __iter__(self) -> Iterator[List[int]]:
         if self.shuffle:
             order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
             order = torch.arange(self.size)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            yield order[start : start + self.batch_size].tolist()
+        batches = [order[i * self.batch_size : (i + 1) * self.batch_size].tolist() for i in range(self._total_batches())]
+        padded = len(self) * self.num_replicas
+        batches += batches[: padded - len(batches)]
+        yield from batches[self.rank :: self.num_replicas]
 
 
 def batches_done_in_epoch(trainer: Optional[pl.Trainer]) -> int:

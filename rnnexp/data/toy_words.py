@@ -88,7 +88,8 @@ class ToyWordsDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         samples = self.samples * self.repeat
-        batches = SeededBatches(len(samples), self.batch_size, self.shuffle, self.seed)
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        batches = SeededBatches(len(samples), self.batch_size, self.shuffle, self.seed, num_replicas=world, rank=rank)
         batches = ResumableBatches(batches, skip=batches_done_in_epoch(self.trainer))
         # Its own generator: creating the iterator must not draw from the global RNG that
         # dropout uses, or a resumed run would see different masks.
