@@ -74,13 +74,20 @@ def describe(exc: BaseException) -> Optional[str]:
 
 def run_app(hydra_main: Callable[[], object]) -> None:
     """Call a ``@hydra.main`` function, turning user errors into ``error: ...`` and exit code 2."""
-    user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         hydra_main()
     except Exception as exc:  # noqa: BLE001 - everything is re-raised unless it is the user's input
-        message = None if user_wants_traceback else describe(exc)
+        message = None if before == "1" else describe(exc)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    finally:
+        # Leave the environment as found: a second app in the same process must not
+        # mistake our setting for the user's request for tracebacks.
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -15,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rnnexp.errors import ConfigError, UserError
+from rnnexp.loggers import finish_wandb
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,20 @@ def _scalars(metrics: Dict[str, Any]) -> Dict[str, float]:
     return out
 
 
+def _sweep_callbacks(cfg: DictConfig) -> List[pl.Callback]:
+    """The pruning callback when this job is a trial of an ``hydra/sweeper=rnnexp_optuna`` sweep."""
+    from hydra_plugins.rnnexp_optuna_sweeper.study import TRIAL_ENV, current_trial
+
+    if TRIAL_ENV not in os.environ or not cfg.get("optimized_metric"):
+        return []
+    found = current_trial(str(cfg.get("task_name", "")))
+    if found is None:
+        return []
+    from rnnexp.callbacks.optuna_pruning import OptunaPruning
+
+    return [OptunaPruning(found[1], cfg.optimized_metric)]
+
+
 def build(cfg: DictConfig):
     """Instantiate the datamodule, model, callbacks, loggers and trainer of a composed config."""
     datamodule = instantiate(cfg.data)
@@ -48,7 +64,7 @@ def build(cfg: DictConfig):
             type(model).__name__,
             f"the data gives one target per {'step' if data_kind == 'sequence' else 'sequence'}: use {fix}",
         )
-    callbacks = _instantiate_all(cfg.get("callbacks"))
+    callbacks = _instantiate_all(cfg.get("callbacks")) + _sweep_callbacks(cfg)
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
@@ -56,6 +72,18 @@ def build(cfg: DictConfig):
 
 def run(cfg: DictConfig) -> Optional[float]:
     """Seed, build, fit, test with the best checkpoint, write ``metrics.json``; return ``cfg.optimized_metric``."""
+    failed = True
+    try:
+        value = _run(cfg)
+        failed = False
+        return value
+    finally:
+        # Lightning's WandbLogger never finishes its run: without this the next job of a
+        # multirun would log into this one's run. A failed job's run is marked failed.
+        finish_wandb(failed=failed)
+
+
+def _run(cfg: DictConfig) -> Optional[float]:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     # The resolved config beside Hydra's unresolved .hydra/config.yaml: what actually ran.

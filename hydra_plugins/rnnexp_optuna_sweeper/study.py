@@ -1,0 +1,79 @@
+"""What the sweeper and its jobs share: the storage URL, the study, the running trial.
+
+The sweeper tells each job which trial it runs through the job's environment
+(``hydra.job.env_set``), so the job config stays free of sweep bookkeeping and any launcher
+(in-process, joblib, submitit) works: the job reopens the study from the storage named in
+the sweeper config and builds an ``optuna.trial.Trial`` to report intermediate values to.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+TRIAL_ENV = "RNNEXP_OPTUNA_TRIAL"
+
+
+def storage_url(storage: Optional[str], sweep_dir: str) -> str:
+    if storage:
+        return str(storage)
+    return f"sqlite:///{(Path(sweep_dir) / 'optuna.db').resolve()}"
+
+
+def open_storage(url: str, attempts: int = 5):
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    kwargs = {}
+    if url.startswith("sqlite"):
+        Path(url.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+        # Several workers on one SQLite file wait for each other's writes instead of failing.
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (OperationalError, IntegrityError):
+            # Workers started together on a new database race to create its tables and
+            # version stamp; the loser finds them made on the next attempt.
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def instantiate_or_none(spec: Any) -> Any:
+    """A sampler or pruner from its ``_target_`` spec (Hydra may have built it already)."""
+    from hydra.utils import instantiate
+    from omegaconf import DictConfig
+
+    if isinstance(spec, (dict, DictConfig)):
+        return instantiate(spec) if spec else None
+    return spec
+
+
+def current_trial(task_name: str) -> Optional[Tuple[Any, Any]]:
+    """(study, trial) when this process runs a job of an ``rnnexp_optuna`` sweep, else None.
+
+    ``task_name`` is the job config's, the study name when the sweeper config gives none.
+    """
+    number = os.environ.get(TRIAL_ENV)
+    if number is None:
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    sweeper = hydra_cfg.sweeper
+    if not str(sweeper.get("_target_", "")).startswith("hydra_plugins.rnnexp_optuna_sweeper"):
+        return None
+    import optuna
+
+    study = optuna.load_study(
+        study_name=sweeper.study_name or task_name,
+        storage=open_storage(storage_url(sweeper.storage, hydra_cfg.sweep.dir)),
+        pruner=instantiate_or_none(sweeper.pruner) or optuna.pruners.NopPruner(),
+    )
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(number))
+    return study, optuna.trial.Trial(study, trial_id)

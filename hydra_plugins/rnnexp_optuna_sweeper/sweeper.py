@@ -1,0 +1,286 @@
+"""The sweep loop: ask Optuna for trials, launch them as Hydra jobs, tell Optuna the results.
+
+A job that raises, or returns None or a non-finite number, is a failed trial
+(``TrialState.FAIL``) and the sweep goes on; the sampler never sees a NaN. A job stopped by the
+pruner is a pruned trial. More than ``max_failure_rate * n_trials`` failures abort the sweep.
+``n_trials`` counts the trials of the whole study, so several workers started with the same
+``storage`` and ``study_name`` share the work, and a rerun of a stopped sweep finishes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+from hydra_plugins.rnnexp_optuna_sweeper.results import write_best_experiment, write_trials_csv
+from hydra_plugins.rnnexp_optuna_sweeper.study import TRIAL_ENV, instantiate_or_none, open_storage, storage_url
+from rnnexp.errors import ConfigError, UserError
+
+log = logging.getLogger(__name__)
+
+SURPLUS = "surplus"  # user attr of trials asked for past n_trials by a worker racing another
+
+
+class SweepAborted(UserError):
+    """Too many trials failed."""
+
+
+def distribution(override: Override):
+    """Hydra sweep syntax -> an Optuna distribution.
+
+    ``choice(a, b)`` -> categorical; ``range(1, 4)`` -> ints 1..3 (floats with a step);
+    ``interval(lo, hi)`` -> uniform floats, ``tag(log, interval(...))`` log-uniform,
+    ``tag(int, interval(...))`` integers.
+    """
+    import optuna.distributions as d
+
+    value, key = override.value(), override.get_key_element()
+    if isinstance(value, ChoiceSweep):
+        choices = list(value.list)
+        for c in choices:
+            if not (c is None or isinstance(c, (bool, int, float, str))):
+                raise ConfigError(key, c, "choice() values must be numbers, strings, booleans or null")
+        return d.CategoricalDistribution(choices)
+    if isinstance(value, RangeSweep):
+        start, stop, step = value.start, value.stop, value.step or 1
+        if all(isinstance(x, int) for x in (start, stop, step)):
+            return d.IntDistribution(start, stop - step, step=step)
+        return d.FloatDistribution(float(start), float(stop) - float(step), step=float(step))
+    if isinstance(value, IntervalSweep):
+        log_scale = "log" in value.tags
+        if "int" in value.tags:
+            return d.IntDistribution(int(value.start), int(value.end), log=log_scale)
+        return d.FloatDistribution(float(value.start), float(value.end), log=log_scale)
+    raise ConfigError(key, override.input_line, "use choice(...), range(...) or interval(...)")
+
+
+def format_value(value: Any) -> str:
+    """A sampled value as Hydra override text."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    if re.fullmatch(r"[\w./:@+-]+", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def consecutive_runs(trials: Sequence[Any]) -> List[List[Any]]:
+    """Trials split where numbers are not consecutive (another worker took the numbers between)."""
+    runs: List[List[Any]] = []
+    for trial in trials:
+        if runs and trial.number == runs[-1][-1].number + 1:
+            runs[-1].append(trial)
+        else:
+            runs.append([trial])
+    return runs
+
+
+class RnnexpOptunaSweeper(Sweeper):
+    def __init__(
+        self,
+        study_name: Optional[str] = None,
+        storage: Optional[str] = None,
+        direction: str = "minimize",
+        n_trials: int = 20,
+        n_jobs: int = 1,
+        max_failure_rate: float = 0.5,
+        sampler: Any = None,
+        pruner: Any = None,
+        params: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        if direction not in ("minimize", "maximize"):
+            raise ConfigError("hydra.sweeper.direction", direction, "minimize or maximize")
+        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"hydra.sweeper.{key}", value, "must be an integer >= 1")
+        if not 0.0 <= float(max_failure_rate) <= 1.0:
+            raise ConfigError("hydra.sweeper.max_failure_rate", max_failure_rate, "must be in [0, 1]")
+        self.study_name, self.storage, self.direction = study_name, storage, direction
+        self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, float(max_failure_rate)
+        self.sampler_spec, self.pruner_spec = sampler, pruner
+        self.params = dict(params or {})
+        self.config: Optional[DictConfig] = None
+        self.hydra_context: Optional[HydraContext] = None
+        self.launcher = None
+        self._exhausted = False
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    # The search space: the config's params, then sweep syntax on the command line (which wins).
+    def _space(self, arguments: List[str]):
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        lines = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
+        space, fixed = {}, {}
+        for override in parser.parse_overrides(lines):
+            key = override.get_key_element()
+            space.pop(key, None), fixed.pop(key, None)
+            if override.is_sweep_override():
+                space[key] = distribution(override)
+            else:
+                fixed[key] = override.input_line
+        return space, list(fixed.values())
+
+    def sweep(self, arguments: List[str]) -> Any:
+        import optuna
+        from optuna.trial import TrialState
+
+        assert self.config is not None and self.launcher is not None
+        space, fixed = self._space(arguments)
+        if not space:
+            raise UserError("the sweep has no parameters: set hydra.sweeper.params (see conf/hparams_search/)")
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+
+        study_name = self.study_name or str(self.config.task_name)
+        url = storage_url(self.storage, str(sweep_dir))
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=open_storage(url),
+            sampler=instantiate_or_none(self.sampler_spec),
+            pruner=instantiate_or_none(self.pruner_spec),
+            direction=self.direction,
+            load_if_exists=True,
+        )
+        if study.direction.name.lower() != self.direction:
+            raise ConfigError(
+                "hydra.sweeper.direction", self.direction,
+                f"study {study_name!r} in {url} was created to {study.direction.name.lower()}; use that or a new study_name",
+            )
+        log.info("Study %r in %s: %s %s over %d trials; space: %s", study_name, url, self.direction,
+                 self.config.get("optimized_metric", "the return value"), self.n_trials, ", ".join(space))
+
+        validated = False
+        self._exhausted = False
+        while not self._exhausted:
+            left = self.n_trials - len(self._counted(study))
+            if left <= 0:
+                break
+            batch = []
+            for _ in range(min(self.n_jobs, left)):
+                trial = study.ask(fixed_distributions=space)
+                # The n_trials lowest-numbered trials count; one asked past them lost a race
+                # with another worker and is set aside without running.
+                if len(self._counted(study, up_to=trial.number)) > self.n_trials:
+                    trial.set_user_attr(SURPLUS, True)
+                    self._tell_study(study, trial, state=TrialState.FAIL)
+                    break
+                batch.append(trial)
+            if not batch:
+                break
+            overrides = {
+                t.number: fixed + [f"{k}={format_value(t.params[k])}" for k in space]
+                + [f"++hydra.job.env_set.{TRIAL_ENV}={t.number}"]
+                for t in batch
+            }
+            for t in batch:
+                t.set_user_attr("overrides", " ".join(o for o in overrides[t.number] if not o.startswith("++hydra.")))
+            try:
+                if not validated:  # composition errors (a misspelt key) stop the sweep at once
+                    self.validate_batch_is_legal([overrides[t.number] for t in batch])
+                    validated = True
+                for run in consecutive_runs(batch):
+                    returns = self.launcher.launch([overrides[t.number] for t in run], initial_job_idx=run[0].number)
+                    for trial, ret in zip(run, returns):
+                        self._tell(study, trial, ret)
+            except BaseException:
+                for t in batch:  # a stopped sweep leaves no trial RUNNING forever
+                    if study._storage.get_trial(t._trial_id).state == TrialState.RUNNING:
+                        self._tell_study(study, t, state=TrialState.FAIL)
+                raise
+            failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                      if not t.user_attrs.get(SURPLUS)]
+            if len(failed) > self.max_failure_rate * self.n_trials:
+                write_trials_csv(study, sweep_dir)
+                last = failed[-1].user_attrs.get("error", "see the trial logs")
+                raise SweepAborted(
+                    f"sweep aborted: {len(failed)} of {self.n_trials} trials failed, more than "
+                    f"hydra.sweeper.max_failure_rate={self.max_failure_rate}; last error: {last}"
+                )
+        return self._finish(study, sweep_dir, fixed)
+
+    @staticmethod
+    def _counted(study, up_to: Optional[int] = None) -> list:
+        return [t for t in study.get_trials(deepcopy=False)
+                if not t.user_attrs.get(SURPLUS) and (up_to is None or t.number <= up_to)]
+
+    def _tell_study(self, study, trial, *args, **kwargs) -> None:
+        try:
+            study.tell(trial, *args, **kwargs)
+        except RuntimeError as exc:
+            # Grid and brute-force samplers call study.stop() once every point has been tried,
+            # which Optuna allows only inside study.optimize (the trial is stored all the same).
+            if "Study.stop" not in str(exc):
+                raise
+            log.info("The sampler has tried every point of the search space; the sweep ends")
+            self._exhausted = True
+
+    def _tell(self, study, trial, ret) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        job_dir = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir") if ret.hydra_cfg else None
+        if job_dir:
+            trial.set_user_attr("job_dir", str(job_dir))
+        if ret.status == JobStatus.COMPLETED:
+            value = ret._return_value
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = float("nan")
+            if math.isfinite(number):
+                self._tell_study(study, trial, number)
+                log.info("Trial %d: %s", trial.number, number)
+                return
+            error = f"the job returned {value!r}, not a finite number"
+        else:
+            exc = ret._return_value
+            if isinstance(exc, optuna.TrialPruned):
+                self._tell_study(study, trial, state=TrialState.PRUNED)
+                log.info("Trial %d pruned", trial.number)
+                return
+            text = str(exc).strip()
+            error = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+            if not isinstance(exc, UserError):  # a bug: keep its traceback in the sweep log
+                log.warning("Trial %d raised", trial.number, exc_info=(type(exc), exc, exc.__traceback__))
+        trial.set_user_attr("error", error)
+        self._tell_study(study, trial, state=TrialState.FAIL)
+        log.warning("Trial %d failed: %s", trial.number, error)
+
+    def _finish(self, study, sweep_dir: Path, fixed: List[str]):
+        from optuna.trial import TrialState
+
+        csv = write_trials_csv(study, sweep_dir)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not complete:
+            log.warning("No trial completed; the trial table is in %s", csv)
+            return None
+        best = study.best_trial
+        path = write_best_experiment(study, best, sweep_dir, fixed, self.config)
+        metric = self.config.get("optimized_metric", "value")
+        summary = ", ".join(f"{k}={format_value(v)}" for k, v in best.params.items())
+        log.info("Best trial %d: %s = %s with %s", best.number, metric, best.value, summary)
+        log.info("Best parameters as an experiment: %s; all trials: %s", path, csv)
+        print(f"Best trial {best.number}: {metric}={best.value} with {summary}")
+        print(f"Wrote {path} and {csv}")
+        return best

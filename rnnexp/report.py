@@ -1,0 +1,239 @@
+"""Compare finished runs: a table, learning curves, and for sweeps the metric against each parameter.
+
+    python -m rnnexp.report outputs/train/multiruns/2026-01-01_12-00-00_000000 [--out DIR]
+
+Reads every run directory below the given one (a directory holding ``config.yaml`` and
+``metrics.json`` or ``csv/metrics.csv``). Writes ``runs.csv``, ``runs.md``, PNG plots and
+``report.html`` (the table and the plots in one self-contained page) to ``--out``
+(default: ``<dir>/report``), and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import pandas as pd
+import yaml
+
+from rnnexp.errors import UserError
+
+# Keys that differ between runs without being a choice of the experimenter.
+IGNORED_PREFIXES = ("paths.", "hydra.", "callbacks.model_checkpoint.dirpath", "trainer.default_root_dir")
+CURVE_ORDER = ("val/loss", "train/loss_epoch", "val/acc", "train/acc", "train/loss_step", "val/ppl", "train/grad_norm")
+MAX_CURVES = 6
+
+
+def find_runs(root: Path) -> List[Path]:
+    runs = []
+    for config in sorted(root.rglob("config.yaml")):
+        run = config.parent
+        if run.name == ".hydra" or "wandb" in run.parts:
+            continue
+        if (run / "metrics.json").is_file() or (run / "csv" / "metrics.csv").is_file():
+            runs.append(run)
+    return runs
+
+
+def _flatten(tree: Any, prefix: str = "") -> Dict[str, Any]:
+    if isinstance(tree, dict):
+        out: Dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    if isinstance(tree, list):
+        return {prefix[:-1]: json.dumps(tree)}
+    return {prefix[:-1]: tree}
+
+
+def _natural_key(path: Path):
+    return [int(p) if p.isdigit() else p for p in path.parts]
+
+
+def load_runs(root: Path) -> pd.DataFrame:
+    """One row per run: ``run``, the config keys that differ between runs, then the final metrics."""
+    runs = sorted(find_runs(root), key=_natural_key)
+    if not runs:
+        raise UserError(f"no runs under {root}: a run directory holds config.yaml and metrics.json (or csv/metrics.csv)")
+    configs, metrics = [], []
+    for run in runs:
+        text = (run / "config.yaml").read_text().replace(str(run), "<run>")
+        configs.append({k: v for k, v in _flatten(yaml.safe_load(text) or {}).items()
+                        if not k.startswith(IGNORED_PREFIXES)})
+        path = run / "metrics.json"
+        metrics.append(json.loads(path.read_text()) if path.is_file() else _last_metrics(run))
+    keys = sorted({k for c in configs for k in c})
+    differing, seen = [], set()
+    # Shortest keys first, so an interpolated copy (model.optimizer.lr of optimizer.lr) is dropped.
+    for key in sorted(keys, key=lambda k: (k.count("."), k)):
+        column = tuple(json.dumps(c.get(key), sort_keys=True, default=str) for c in configs)
+        if len(set(column)) > 1 and column not in seen:
+            differing.append(key)
+            seen.add(column)
+    rows = []
+    for run, config, values in zip(runs, configs, metrics):
+        row: Dict[str, Any] = {"run": str(run.relative_to(root)) if run != root else "."}
+        row.update({k: config.get(k) for k in differing})
+        row.update({f"{k}": v for k, v in sorted(values.items()) if isinstance(v, (int, float))})
+        row["optimized_metric"] = config.get("optimized_metric")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.attrs["params"] = differing
+    return table
+
+
+def _last_metrics(run: Path) -> Dict[str, float]:
+    """The last logged value of each column of ``csv/metrics.csv`` (a run that never finished)."""
+    frame = pd.read_csv(run / "csv" / "metrics.csv")
+    return {c: float(frame[c].dropna().iloc[-1]) for c in frame.columns if c not in ("epoch", "step") and frame[c].notna().any()}
+
+
+def summary_columns(table: pd.DataFrame) -> List[str]:
+    """The table to print: the run, its differing parameters, validation/test metrics and fit time."""
+    params = table.attrs.get("params", [])
+    metrics = [c for c in table.columns if c.startswith(("val/", "test/")) or c == "fit_seconds"]
+    return ["run", *params, *metrics]
+
+
+def to_markdown(table: pd.DataFrame, columns: Sequence[str]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.4g}"
+        return "" if value is None else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for _, row in table.iterrows():
+        lines.append("| " + " | ".join(cell(row.get(c)) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def plot_learning_curves(root: Path, table: pd.DataFrame, out: Path) -> Optional[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = {}
+    for name in table["run"]:
+        path = (root / name / "csv" / "metrics.csv")
+        if path.is_file():
+            frames[name] = pd.read_csv(path)
+    if not frames:
+        return None
+    present = {c for f in frames.values() for c in f.columns if f[c].notna().sum() > 1}
+    curves = [c for c in CURVE_ORDER if c in present]
+    curves += sorted(c for c in present if c.endswith(("loss", "acc")) and c not in curves)
+    curves = curves[:MAX_CURVES]
+    if not curves:
+        return None
+    cols = min(3, len(curves))
+    rows = math.ceil(len(curves) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, curves):
+        for name, frame in frames.items():
+            if metric in frame.columns:
+                points = frame[["step", metric]].dropna()
+                ax.plot(points["step"], points[metric], marker="." if len(points) < 30 else None, label=name)
+        ax.set_title(metric)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(curves):]:
+        ax.axis("off")
+    if len(frames) <= 12:
+        axes.flat[0].legend(fontsize=7, title="run", title_fontsize=7)
+    fig.tight_layout()
+    path = out / "learning_curves.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_sweep(table: pd.DataFrame, out: Path) -> Optional[Path]:
+    """The optimized metric against each parameter that varies between the runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = table["optimized_metric"].dropna().unique()
+    metric = str(names[0]) if len(names) else "val/loss"
+    params = [p for p in table.attrs.get("params", []) if p != "optimized_metric"]
+    if len(table) < 2 or metric not in table.columns or not params:
+        return None
+    fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.4), squeeze=False)
+    for ax, param in zip(axes.flat, params):
+        values = table[param]
+        numeric = pd.to_numeric(values, errors="coerce")
+        if numeric.notna().all() and not values.map(lambda v: isinstance(v, bool)).any():
+            ax.scatter(numeric, table[metric])
+            positive = numeric[numeric > 0]
+            if len(positive) == len(numeric) and positive.max() / positive.min() > 100:
+                ax.set_xscale("log")
+        else:
+            labels = values.astype(str)
+            order = sorted(labels.unique())
+            ax.scatter([order.index(v) for v in labels], table[metric])
+            ax.set_xticks(range(len(order)), order, rotation=30)
+        ax.set_xlabel(param)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "sweep.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_html(table: pd.DataFrame, columns: Sequence[str], images: Sequence[Path], out: Path, title: str) -> Path:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>", f"<p>{len(table)} runs</p>",
+             table[list(columns)].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")]
+    for image in images:
+        data = base64.b64encode(image.read_bytes()).decode()
+        parts.append(f"<h2>{html.escape(image.stem.replace('_', ' '))}</h2><img src='data:image/png;base64,{data}'>")
+    parts.append("</body></html>")
+    path = out / "report.html"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def report(root: Path, out: Optional[Path] = None) -> Dict[str, Path]:
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a directory; give a run or multirun directory, e.g. outputs/train/multiruns/<date>")
+    out = Path(out) if out else root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    table = load_runs(root)
+    columns = summary_columns(table)
+    files = {"csv": out / "runs.csv", "markdown": out / "runs.md"}
+    table.to_csv(files["csv"], index=False)
+    markdown = to_markdown(table, columns)
+    files["markdown"].write_text(markdown + "\n")
+    print(markdown)
+    images = [p for p in (plot_learning_curves(root, table, out), plot_sweep(table, out)) if p]
+    for image in images:
+        files[image.stem] = image
+    files["html"] = write_html(table, columns, images, out, f"rnnexp report: {root}")
+    print(f"\nWrote {', '.join(str(p) for p in files.values())}")
+    return files
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m rnnexp.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a run directory or a multirun/sweep directory")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: <run_dir>/report)")
+    args = parser.parse_args(argv)
+    report(args.run_dir, args.out)
+
+
+if __name__ == "__main__":
+    from rnnexp.cli import run_app
+
+    run_app(main)

@@ -1,0 +1,133 @@
+"""wandb (offline), TensorBoard and the throughput callback, read back from real runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rnnexp.errors import UserError
+from rnnexp.loggers import has_api_key, resolve_mode
+from rnnexp.train import run
+from tests.conftest import ROOT, compose_config
+from tests.wandb_reader import read_run
+
+
+def _wandb_runs(run_dir: Path):
+    return sorted((run_dir / "wandb").glob("offline-run-*"))
+
+
+def test_one_run_logs_to_wandb_tensorboard_and_csv(tmp_path):
+    from tbparse import SummaryReader
+
+    cfg = compose_config(["logger=many", "debug=limit", "tags=[unit,dash]", "trainer.log_every_n_steps=2"], tmp_path)
+    run(cfg)
+
+    (wandb_dir,) = _wandb_runs(tmp_path)
+    recorded = read_run(wandb_dir)
+    assert recorded["run"].run_group == "train" and list(recorded["run"].tags) == ["unit", "dash"]
+    assert recorded["config"]["model"]["hidden_size"] == cfg.model.hidden_size  # the resolved config
+    assert recorded["exit_code"] == 0
+    logged = {k for row in recorded["history"] for k in row}
+    for key in ["train/loss_step", "val/loss", "val/acc", "lr-Adam", "train/samples_per_sec",
+                "train/samples_per_sec_epoch", "train/tokens_per_sec_epoch", "train/padded_fraction"]:
+        assert key in logged, key
+    assert recorded["summary"]["test/acc"] == json.loads((tmp_path / "metrics.json").read_text())["test/acc"]
+
+    scalars = SummaryReader(str(tmp_path / "tensorboard")).scalars
+    val_loss = scalars[scalars.tag == "val/loss"]
+    assert len(val_loss) == cfg.trainer.max_epochs
+    assert {"train/samples_per_sec_epoch", "train/padded_fraction", "lr-Adam"} <= set(scalars.tag)
+
+    csv = pd.read_csv(tmp_path / "csv" / "metrics.csv")
+    assert (csv["train/samples_per_sec_epoch"].dropna() > 0).all()
+    # "i like dog" sentences all have two input words: nothing is padded.
+    assert (csv["train/padded_fraction"].dropna() == 0).all()
+
+
+def test_padded_fraction_and_tokens_per_second_count_only_valid_steps(tmp_path):
+    # Two words and five words in one batch: 7 valid steps of 2 x 5 = 10 positions.
+    cfg = compose_config(["debug=limit", "data.sequences=[a b c,a b c d e f]", "data.batch_size=2",
+                          "data.shuffle=false", "callbacks.throughput.window=1", "trainer.log_every_n_steps=1"],
+                         tmp_path)
+    run(cfg)
+    csv = pd.read_csv(tmp_path / "csv" / "metrics.csv")
+    assert csv["train/padded_fraction"].dropna().tolist() == pytest.approx([0.3, 0.3])
+    rows = csv.dropna(subset=["train/tokens_per_sec"])
+    ratio = rows["train/tokens_per_sec"] / rows["train/samples_per_sec"]
+    assert len(rows) == 10 and ratio.tolist() == pytest.approx([3.5] * 10)
+    # Machine speed is a dashboard figure, not a result a fixed seed must reproduce.
+    assert not any("per_sec" in key for key in json.loads((tmp_path / "metrics.json").read_text()))
+
+
+def test_a_failing_job_still_finishes_its_wandb_run(tmp_path):
+    import wandb
+
+    cfg = compose_config(["logger=wandb", "debug=limit", "optimizer.lr=-1"], tmp_path)
+    with pytest.raises(UserError):
+        run(cfg)
+    assert wandb.run is None
+    (wandb_dir,) = _wandb_runs(tmp_path)
+    assert read_run(wandb_dir)["exit_code"] == 1
+
+
+@pytest.mark.slow
+def test_multirun_jobs_get_their_own_wandb_runs_offline_without_a_key_or_a_prompt(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY", "NETRC", "HYDRA_FULL_ERROR")}
+    env.update(HOME=str(home), PYTHONPATH=str(ROOT))
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "-m", "logger=wandb", "logger.wandb.mode=auto", "debug=limit",
+         "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}", "trainer.enable_progress_bar=false",
+         "trainer.max_epochs=1", "test=false"],
+        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert time.perf_counter() - start < 200
+    runs = [_wandb_runs(tmp_path / "sweep" / str(job)) for job in (0, 1)]
+    assert [len(r) for r in runs] == [1, 1]  # offline, one run per job
+    recorded = [read_run(r[0]) for r in runs]
+    assert recorded[0]["run"].run_id != recorded[1]["run"].run_id
+    assert [r["config"]["seed"] for r in recorded] == [1, 2]
+    assert [r["exit_code"] for r in recorded] == [0, 0]
+
+
+def test_auto_mode_is_offline_without_a_key_and_online_with_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert not has_api_key()
+    assert resolve_mode("auto") == "offline"
+    with socket.socket() as server:  # a "wandb server" that accepts connections
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        monkeypatch.setenv("WANDB_BASE_URL", url)
+        (tmp_path / "netrc").write_text("machine 127.0.0.1\n  login user\n  password " + "x" * 40 + "\n")
+        assert has_api_key()
+        assert resolve_mode("auto") == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # an explicit environment choice wins over the guess
+    assert resolve_mode("auto") == "disabled"
+    assert resolve_mode("offline") == "offline"
+
+
+def test_online_without_a_reachable_server_falls_back_to_offline_at_once(monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    start = time.perf_counter()
+    assert resolve_mode("online", timeout=1.5) == "offline"
+    assert time.perf_counter() - start < 5
+
+
+def test_a_bad_mode_is_one_clear_error():
+    with pytest.raises(UserError, match="logger.wandb.mode='sometimes'"):
+        resolve_mode("sometimes")

@@ -1,0 +1,227 @@
+"""Optuna sweeps through the repo's Hydra sweeper plugin, and the W&B sweep files."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from hydra.core.utils import JobReturn, JobStatus
+from optuna.trial import TrialState
+
+from hydra_plugins.rnnexp_optuna_sweeper.sweeper import RnnexpOptunaSweeper, distribution, format_value
+from tests.conftest import CONF, ROOT, compose_config, run_cli
+
+FAST = ["debug=limit", "trainer.max_epochs=2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+        "callbacks=none", "test=false", "trainer.enable_progress_bar=false"]
+
+
+def _sweep(tmp_path: Path, *args: str, name: str = "sweep"):
+    result = run_cli("-m", "hparams_search=toy_optuna", *FAST, f"hydra.sweep.dir={tmp_path / name}", *args,
+                     cwd=tmp_path, timeout=300)
+    return result, tmp_path / name
+
+
+def _study(url: str, name: str = "toy_optuna"):
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def test_the_sweeper_plugin_is_discovered():
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    names = [p.__name__ for p in Plugins.instance().discover(Sweeper)]
+    assert "RnnexpOptunaSweeper" in names
+
+
+@pytest.mark.slow
+def test_a_three_trial_sweep_runs_end_to_end(tmp_path):
+    result, sweep = _sweep(tmp_path, "hydra.sweeper.n_trials=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = pd.read_csv(sweep / "trials.csv")
+    assert len(trials) == 3 and set(trials.state) == {"COMPLETE"}
+    assert {"params_optimizer.lr", "params_model.hidden_size", "params_cell"} <= set(trials.columns)
+    for number in range(3):  # job directories are named by trial number
+        assert (sweep / str(number) / "metrics.json").is_file()
+    study = _study(f"sqlite:///{sweep / 'optuna.db'}")
+    # The jobs reported every validation epoch to their trial: pruning is wired.
+    assert all(len(t.intermediate_values) == 2 for t in study.trials)
+    best = study.best_trial
+    assert "Best trial" in result.stdout
+
+    # best_experiment.yaml is a working experiment preset that reproduces the best parameters.
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    shutil.copy(sweep / "best_experiment.yaml", conf / "experiment" / "best.yaml")
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=best"])
+    assert cfg.optimizer.lr == pytest.approx(best.params["optimizer.lr"])
+    assert cfg.model.hidden_size == best.params["model.hidden_size"]
+    assert cfg.model.cell == best.params["cell"]
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study_and_stop_at_n_trials(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=toy_optuna", *FAST,
+               "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={url}"]
+    workers = [
+        subprocess.Popen([*command, f"hydra.sweep.dir={tmp_path / f'worker{i}'}", f"hydra.sweeper.sampler.seed={i}"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-3000:]
+    study = _study(url)
+    counted = [t for t in study.trials if not t.user_attrs.get("surplus")]
+    assert len(counted) == 3 and all(t.state == TrialState.COMPLETE for t in counted)
+    jobs = [p for i in range(2) for p in (tmp_path / f"worker{i}").glob("[0-9]*")]
+    # every trial ran once, in one of the workers
+    assert sorted(int(p.name) for p in jobs) == sorted(t.number for t in counted)
+
+    # A rerun with a larger budget resumes the same study instead of starting over.
+    result = run_cli("-m", "hparams_search=toy_optuna", *FAST, "hydra.sweeper.n_trials=4",
+                     f"hydra.sweeper.storage={url}", f"hydra.sweep.dir={tmp_path / 'resumed'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list((tmp_path / "resumed").glob("[0-9]*"))) == 1
+    assert len([t for t in _study(url).trials if not t.user_attrs.get("surplus")]) == 4
+
+
+@pytest.mark.slow
+def test_a_failing_trial_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
+    # A negative learning rate makes torch.optim raise; BruteForceSampler tries every value.
+    result, sweep = _sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.params=null",
+                           "hydra.sweeper.sampler._target_=optuna.samplers.BruteForceSampler",
+                           "~hydra.sweeper.sampler.n_startup_trials", "optimizer.lr=choice(0.01,-1.0,0.02)")
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = pd.read_csv(sweep / "trials.csv").set_index("params_optimizer.lr")
+    assert trials.loc[-1.0, "state"] == "FAIL"
+    assert "Invalid learning rate" in trials.loc[-1.0, "user_attrs_error"]
+    assert set(trials.loc[[0.01, 0.02], "state"]) == {"COMPLETE"}
+    best = yaml.safe_load((sweep / "best_experiment.yaml").read_text())
+    assert best["optimizer"]["lr"] in (0.01, 0.02)
+
+
+@pytest.mark.slow
+def test_too_many_failures_abort_the_sweep_with_one_line(tmp_path):
+    result, sweep = _sweep(tmp_path, "hydra.sweeper.n_trials=4", "hydra.sweeper.params=null",
+                           "hydra.sweeper.max_failure_rate=0.2", "optimizer.lr=choice(-1.0,-2.0)")
+    assert result.returncode == 2
+    assert "error: sweep aborted: 1 of 4 trials failed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(pd.read_csv(sweep / "trials.csv")) == 1
+
+
+@pytest.mark.parametrize("returned", [None, float("nan"), float("inf")])
+def test_a_job_without_a_finite_result_is_a_failed_trial_not_a_nan(returned):
+    study = optuna.create_study()
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    ret = JobReturn(status=JobStatus.COMPLETED)
+    ret.return_value = returned
+    RnnexpOptunaSweeper()._tell(study, trial, ret)
+    (frozen,) = study.trials
+    assert frozen.state == TrialState.FAIL and frozen.value is None
+    assert "not a finite number" in frozen.user_attrs["error"]
+
+
+def test_a_pruned_job_is_a_pruned_trial():
+    study = optuna.create_study()
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.report(0.5, step=0)
+    ret = JobReturn(status=JobStatus.FAILED)
+    ret.return_value = optuna.TrialPruned("pruned at epoch 0")
+    RnnexpOptunaSweeper()._tell(study, trial, ret)
+    assert study.trials[0].state == TrialState.PRUNED
+
+
+@pytest.mark.parametrize("text,kind,expected", [
+    ("choice(rnn,gru)", optuna.distributions.CategoricalDistribution, ["rnn", "gru"]),
+    ("range(1,4)", optuna.distributions.IntDistribution, (1, 3, False)),
+    ("interval(0.1,0.5)", optuna.distributions.FloatDistribution, (0.1, 0.5, False)),
+    ("tag(log,interval(0.0001,0.1))", optuna.distributions.FloatDistribution, (0.0001, 0.1, True)),
+    ("tag(int,interval(8,64))", optuna.distributions.IntDistribution, (8, 64, False)),
+])
+def test_hydra_sweep_syntax_maps_to_optuna_distributions(text, kind, expected):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    dist = distribution(OverridesParser.create().parse_override(f"key={text}"))
+    assert isinstance(dist, kind)
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        assert list(dist.choices) == expected
+    else:
+        assert (dist.low, dist.high, dist.log) == expected
+
+
+def test_sampled_values_are_valid_overrides():
+    for value in [1e-05, 0.5, 3, True, None, "gru", "a b"]:
+        cfg = compose_config([f"+probe={format_value(value)}"])
+        assert cfg.probe == value
+
+
+SWEEP_FILES = sorted((ROOT / "sweeps").glob("*.yaml"))
+
+
+def _samples(spec: dict):
+    if "values" in spec:
+        return list(spec["values"])
+    if "value" in spec:
+        return [spec["value"]]
+    return [spec["min"], spec["max"]]
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: p.stem)
+def test_every_wandb_sweep_parameter_is_a_valid_override(path, tmp_path):
+    sweep = yaml.safe_load(path.read_text())
+    assert sweep["program"] == "train.py" and sweep["method"] in ("grid", "random", "bayes")
+    assert sweep["command"][:3] == ["${env}", "${interpreter}", "${program}"]
+    assert "${args_no_hyphens}" in sweep["command"]  # the agent's --k=v is not a Hydra override
+    fixed = [a for a in sweep["command"] if not a.startswith("${")]
+    base = compose_config(fixed, tmp_path)
+    assert sweep["metric"]["name"] == base.optimized_metric
+    assert sweep["metric"]["goal"] == ("maximize" if base.optimized_metric.endswith("acc") else "minimize")
+    names = list(sweep["parameters"])
+    samples = {n: _samples(sweep["parameters"][n]) for n in names}
+    # Every value of every parameter at least once (one composition per value, not the product).
+    rows = max(len(v) for v in samples.values())
+    for row in range(rows):
+        values = [samples[n][row % len(samples[n])] for n in names]
+        overrides = [f"{n}={format_value(v)}" for n, v in zip(names, values)]
+        cfg = compose_config(fixed + overrides, tmp_path)
+        for name, value in zip(names, values):
+            key = "model.cell" if name == "cell" else name
+            got = cfg
+            for part in key.split("."):
+                got = got[part]
+            assert got == value or (isinstance(value, float) and math.isclose(got, value))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "hparams_search").glob("*.yaml")))
+def test_every_hparams_search_composes_with_a_parseable_space(name):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"hparams_search={name}"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("RnnexpOptunaSweeper")
+    assert sweeper.direction == ("maximize" if cfg.optimized_metric.endswith("acc") else "minimize")
+    parser = OverridesParser.create()
+    for key, text in sweeper.params.items():
+        distribution(parser.parse_override(f"{key}={text}"))
+        # every swept key exists in the composed config (or is a config group)
+        assert key in cfg.hydra.runtime.choices or _has(cfg, key), key
+
+
+def _has(cfg, dotted: str) -> bool:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, dotted, default="__missing__") != "__missing__"
