@@ -139,3 +139,38 @@ def test_lengths_out_of_range_are_rejected():
         net(torch.randn(2, 3, 3), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="lengths"):
         net(torch.randn(2, 3, 3), torch.tensor([4, 3]))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_identity_init_makes_every_recurrent_gate_block_the_identity_with_zero_biases(cell):
+    rnn = RecurrentBackbone(3, cell=cell, hidden_sizes=[4, 4, 6], init="identity")
+    for block in rnn.blocks:
+        for name, param in block.named_parameters():
+            if name.startswith("weight_hh"):
+                for gate in param.split(block.hidden_size):
+                    assert torch.equal(gate, torch.eye(block.hidden_size))
+            if name.startswith("bias"):
+                assert not param.any()
+
+
+def test_orthogonal_init_gives_orthogonal_gate_blocks():
+    rnn = RecurrentBackbone(3, cell="lstm", hidden_size=5, num_layers=2, init="orthogonal")
+    for name, param in rnn.blocks[0].named_parameters():
+        if name.startswith("weight_hh"):
+            for gate in param.split(5):
+                assert torch.allclose(gate @ gate.T, torch.eye(5), atol=1e-5)
+
+
+def test_forget_bias_sets_the_summed_lstm_forget_gate_bias():
+    rnn = RecurrentBackbone(3, cell="lstm", hidden_size=4, num_layers=2, forget_bias=1.0)
+    block = rnn.blocks[0]
+    for layer in range(2):
+        total = getattr(block, f"bias_ih_l{layer}") + getattr(block, f"bias_hh_l{layer}")
+        assert torch.allclose(total[4:8], torch.ones(4))
+
+
+def test_bad_init_options_name_the_value():
+    with pytest.raises(ConfigError, match="init='xavier'"):
+        RecurrentBackbone(3, init="xavier")
+    with pytest.raises(ConfigError, match="forget_bias"):
+        RecurrentBackbone(3, cell="gru", forget_bias=1.0)

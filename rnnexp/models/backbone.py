@@ -20,6 +20,9 @@ from rnnexp.errors import ConfigError, check_choice, check_fraction, check_posit
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 NONLINEARITIES = ("tanh", "relu")
+# Recurrent-weight initialisations: torch's uniform default, orthogonal (Saxe et al. 2014),
+# identity with zero biases (IRNN: Le, Jaitly and Hinton 2015). Per gate block for LSTM/GRU.
+INITS = ("default", "orthogonal", "identity")
 
 # One layer's state as torch's one-layer module returns it: h of [D, B, H], or (h, c) for LSTM.
 LayerState = Union[Tensor, Tuple[Tensor, Tensor]]
@@ -45,9 +48,14 @@ class RecurrentBackbone(nn.Module):
         dropout: float = 0.0,
         nonlinearity: str = "tanh",
         learn_initial_state: bool = False,
+        init: str = "default",
+        forget_bias: Optional[float] = None,
     ) -> None:
         super().__init__()
         check_choice("cell", cell, CELLS)
+        check_choice("init", init, INITS)
+        if forget_bias is not None and cell != "lstm":
+            raise ConfigError("forget_bias", forget_bias, f"only cell=lstm has a forget gate; set it to null for {cell}")
         check_positive_int("input_size", input_size)
         check_fraction("dropout", dropout)
         check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
@@ -91,12 +99,34 @@ class RecurrentBackbone(nn.Module):
             self.blocks.append(CELLS[cell](**kwargs))
             in_features, first = self.num_directions * sizes[first], first + run
 
+        self._initialise(init, forget_bias)
+
         self.initial_state = None
         if learn_initial_state:
             parts = 2 if cell == "lstm" else 1
             self.initial_state = nn.ParameterList(
                 nn.Parameter(torch.zeros(self.num_directions, 1, size)) for size in sizes for _ in range(parts)
             )
+
+    def _initialise(self, init: str, forget_bias: Optional[float]) -> None:
+        for block in self.blocks:
+            for name, param in block.named_parameters():
+                hidden = block.hidden_size
+                if init != "default" and name.startswith("weight_hh"):
+                    with torch.no_grad():
+                        for gate in param.split(hidden):  # one [H, H] block per gate
+                            if init == "orthogonal":
+                                nn.init.orthogonal_(gate)
+                            else:
+                                gate.copy_(torch.eye(hidden))
+                if name.startswith("bias"):
+                    with torch.no_grad():
+                        if init == "identity":
+                            param.zero_()
+                        if forget_bias is not None:
+                            # torch adds bias_ih and bias_hh; TF's forget_bias is their sum.
+                            # Gate order i, f, g, o: the forget block is the second.
+                            param[hidden : 2 * hidden] = forget_bias if name.startswith("bias_ih") else 0.0
 
     @property
     def num_layers(self) -> int:

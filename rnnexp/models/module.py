@@ -44,6 +44,8 @@ class RecurrentModule(pl.LightningModule):
         dropout: float = 0.0,
         nonlinearity: str = "tanh",
         learn_initial_state: bool = False,
+        init: str = "default",
+        forget_bias: Optional[float] = None,
         encoder: str = "onehot",
         embedding_dim: Optional[int] = None,
         pooling: str = "last",
@@ -73,6 +75,8 @@ class RecurrentModule(pl.LightningModule):
             dropout=dropout,
             nonlinearity=nonlinearity,
             learn_initial_state=learn_initial_state,
+            init=init,
+            forget_bias=forget_bias,
         )
 
     def forward(self, inputs: Tensor, lengths: Optional[Tensor] = None, state=None):
