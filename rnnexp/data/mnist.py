@@ -1,0 +1,242 @@
+"""MNIST read as a sequence: rows (28 steps x 28 pixels), pixels (784 x 1) or permuted pixels.
+
+The four original IDX gzip files are read from ``data_dir`` (downloaded when missing and
+the network is there). Images stay uint8 arrays in memory; a batch is cut out of them
+by index and normalised on the fly, which is faster than a per-sample ``Dataset`` with a
+``collate_fn`` and keeps 70k float images (220 MB) out of memory.
+
+- validation: ``val_size`` images of the 60k training set, chosen by ``split_seed``;
+- normalisation: the mean and std of the remaining training images (one scalar each);
+- ``permute=true``: one fixed permutation of the 784 pixels from ``permutation_seed``,
+  the same for train, validation and test; the seed is saved in the run's ``config.yaml``,
+  so :func:`pixel_permutation` gives it back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from rnnexp.data.idx import FILES, MIRRORS, ensure_files, read_idx, verify_checksum
+from rnnexp.errors import ConfigError, DataError, check_choice, check_positive_int
+
+MODES = ("row", "pixel")
+SIDE = 28
+NUM_CLASSES = 10
+
+# Decoded files by (path, size, mtime): several datamodules in one process (tests,
+# benchmarks, sweeps) decode each file once; a changed file is read again.
+_DECODED: Dict[Tuple[str, int, int], np.ndarray] = {}
+
+
+def pixel_permutation(seed: int) -> Tensor:
+    """The fixed pixel order of permuted MNIST for ``seed`` (numpy's PCG64 stream is stable across versions)."""
+    return torch.from_numpy(np.random.default_rng(seed).permutation(SIDE * SIDE))
+
+
+def pixel_mean_std(images: np.ndarray) -> Tuple[float, float]:
+    """Mean and (population) std of uint8 pixels, exact, from a 256-bin histogram:
+    a float copy of 55k images would be 345 MB and take a second."""
+    counts = np.bincount(images.reshape(-1), minlength=256).astype(np.float64)
+    values = np.arange(256, dtype=np.float64)
+    total = counts.sum()
+    mean = float((counts * values).sum() / total)
+    var = float((counts * (values - mean) ** 2).sum() / total)
+    return mean, var**0.5
+
+
+def load_split(folder: Path, split: str, verify_checksums: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """``split`` train|test -> (uint8 images [N, 28, 28], int64 labels [N]), read-only arrays."""
+    arrays = []
+    for part in ("images", "labels"):
+        spec = FILES[f"{split}_{part}"]
+        path = folder / spec.name
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _DECODED:
+            if verify_checksums:
+                verify_checksum(path, spec)
+            _DECODED[key] = read_idx(path, spec.magic)
+        arrays.append(_DECODED[key])
+    images, labels = arrays
+    images_name, labels_name = FILES[split + "_images"].name, FILES[split + "_labels"].name
+    if images.ndim != 3 or images.shape[1:] != (SIDE, SIDE):
+        raise DataError(f"{folder / images_name} holds images of shape {images.shape[1:]}, not 28x28")
+    if len(images) != len(labels):
+        raise DataError(f"{folder / images_name} has {len(images)} images but {labels_name} {len(labels)} labels")
+    if labels.size and int(labels.max()) >= NUM_CLASSES:
+        raise DataError(f"{folder / labels_name} has a label {int(labels.max())}; MNIST labels are 0-9")
+    return images, labels.astype(np.int64)
+
+
+class SequenceImages(Dataset):
+    """Whole batches by index: ``dataset[indices] -> {"inputs", "lengths", "targets"}``.
+
+    Used with ``batch_size=None`` and a sampler that yields index lists, so a batch is a
+    single gather instead of B ``__getitem__`` calls and a collate. The gather and the
+    normalisation run in numpy, single-threaded: torch's two-thread kernels on these
+    small arrays wait on each other when the cores are shared, 50x slower at worst.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, steps: int, mean: float, std: float) -> None:
+        self.images = np.ascontiguousarray(images.reshape(len(images), SIDE * SIDE))  # uint8, permuted if asked
+        self.labels = np.ascontiguousarray(labels)
+        self.steps, self.mean, self.std = steps, mean, std
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, indices) -> Dict[str, Tensor]:
+        index = np.asarray(indices, dtype=np.int64)
+        inputs = np.take(self.images, index, axis=0).astype(np.float32)
+        inputs -= self.mean
+        inputs /= self.std
+        return {
+            "inputs": torch.from_numpy(inputs).view(len(index), self.steps, -1),
+            # Every row is full length, so the backbone runs the fused kernel without packing.
+            "lengths": torch.full((len(index),), self.steps, dtype=torch.int64),
+            "targets": torch.from_numpy(np.take(self.labels, index)),
+        }
+
+    def tensors(self) -> Tuple[Tensor, Tensor]:
+        """Every sample at once: (inputs [N, T, F] float, targets [N])."""
+        return self[np.arange(len(self))]["inputs"], torch.from_numpy(self.labels)
+
+
+class IndexBatches(Sampler[List[int]]):
+    """Index lists of ``batch_size``; shuffled from ``seed + epoch`` when ``shuffle``.
+
+    Lightning calls ``set_epoch`` at every epoch start, so the order of epoch k is the same
+    in every run with the same seed, also after resuming from a checkpoint.
+    """
+
+    def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int = 0) -> None:
+        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return (self.size + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[List[int]]:
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.size)
+        yield from order.split(self.batch_size)
+
+
+class MNISTDataModule(pl.LightningDataModule):
+    target_kind = "label"
+
+    def __init__(
+        self,
+        data_dir: str = "data/mnist",
+        mode: str = "row",
+        permute: bool = False,
+        permutation_seed: int = 0,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        batch_size: int = 128,
+        eval_batch_size: Optional[int] = None,
+        shuffle: bool = True,
+        shuffle_seed: int = 0,
+        normalize: bool = True,
+        verify_checksums: bool = True,
+        download: bool = True,
+        mirrors: Sequence[str] = MIRRORS,
+        download_timeout: float = 10.0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        check_choice("mode", mode, MODES)
+        check_positive_int("batch_size", batch_size)
+        if eval_batch_size is not None:
+            check_positive_int("eval_batch_size", eval_batch_size)
+        if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 0:
+            raise ConfigError("val_size", val_size, "must be an integer >= 0 (images of the training set held out)")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ConfigError("num_workers", num_workers, "must be an integer >= 0")
+        if permute and mode != "pixel":
+            raise ConfigError("permute", permute, "permuted MNIST reads pixels: set data.mode=pixel")
+        if not download_timeout or download_timeout <= 0:
+            raise ConfigError("download_timeout", download_timeout, "must be a number of seconds > 0")
+        self.data_dir = Path(data_dir)
+        self.mode, self.permute, self.permutation_seed = mode, permute, permutation_seed
+        self.val_size, self.split_seed = val_size, split_seed
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.shuffle, self.shuffle_seed = shuffle, shuffle_seed
+        self.normalize, self.verify_checksums = normalize, verify_checksums
+        self.download, self.mirrors, self.download_timeout = download, list(mirrors), float(download_timeout)
+        self.num_workers = num_workers
+        self.steps = SIDE if mode == "row" else SIDE * SIDE
+        self.permutation: Optional[Tensor] = pixel_permutation(permutation_seed) if permute else None
+        self.train_set: Optional[SequenceImages] = None
+        self.val_set: Optional[SequenceImages] = None
+        self.test_set: Optional[SequenceImages] = None
+        self.mean, self.std = 0.0, 1.0
+
+    @property
+    def input_size(self) -> int:
+        return SIDE if self.mode == "row" else 1
+
+    def model_kwargs(self) -> dict:
+        """What the model needs to know about the data; plain values, stored in checkpoints."""
+        return {"input_size": self.input_size, "num_classes": NUM_CLASSES}
+
+    def prepare_data(self) -> None:
+        ensure_files(self.data_dir, self.download, self.mirrors, self.download_timeout)
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.train_set is not None:
+            return  # fit and then test on one datamodule: decode and split once
+        self.prepare_data()  # also when used without a Trainer (benchmarks, notebooks)
+        train_images, train_labels = load_split(self.data_dir, "train", self.verify_checksums)
+        test_images, test_labels = load_split(self.data_dir, "test", self.verify_checksums)
+        if self.val_size >= len(train_images):
+            raise ConfigError("val_size", self.val_size, f"must be smaller than the {len(train_images)} training images")
+        order = np.random.default_rng(self.split_seed).permutation(len(train_images))
+        val_index, train_index = np.sort(order[: self.val_size]), np.sort(order[self.val_size :])
+        train_part = np.take(train_images, train_index, axis=0)
+        if self.normalize:
+            self.mean, self.std = pixel_mean_std(train_part)
+            if self.std == 0.0:
+                self.std = 1.0  # a blank training set (only in hand-made files): nothing to scale
+
+        def make(images: np.ndarray, labels: np.ndarray) -> SequenceImages:
+            flat = images.reshape(len(images), SIDE * SIDE)
+            if self.permutation is not None:
+                flat = np.take(flat, self.permutation.numpy(), axis=1)
+            return SequenceImages(flat, labels, self.steps, self.mean, self.std)
+
+        self.train_set = make(train_part, train_labels[train_index])
+        self.val_set = make(np.take(train_images, val_index, axis=0), train_labels[val_index])
+        self.test_set = make(test_images, test_labels)
+
+    def _loader(self, dataset: Optional[SequenceImages], batch_size: int, shuffle: bool) -> DataLoader:
+        assert dataset is not None
+        sampler = IndexBatches(len(dataset), batch_size, shuffle, self.shuffle_seed)
+        return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.train_set, self.batch_size, self.shuffle)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.val_set, self.eval_batch_size, False)
+
+    def test_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.test_set, self.eval_batch_size, False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()

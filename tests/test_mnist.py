@@ -1,0 +1,238 @@
+"""MNIST as a sequence: the IDX reader, splits, normalisation, permutation, errors, presets."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import http.server
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnnexp.data.idx import FILES
+from rnnexp.data.mnist import MNISTDataModule, pixel_permutation
+from rnnexp.errors import ConfigError, DataError
+from rnnexp.train import run
+from tests.conftest import SHARED_DATA, compose_config, run_cli
+from tests.mnist_fixtures import TEST_SIZE, TRAIN_SIZE, idx_bytes, make_split, write_gzip, write_mnist
+
+UNREACHABLE = ["http://127.0.0.1:9/"]  # the discard port: connection refused at once
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return write_mnist(tmp_path_factory.mktemp("data"))
+
+
+def datamodule(folder: Path, **kwargs) -> MNISTDataModule:
+    dm = MNISTDataModule(str(folder), download=False, **kwargs)
+    dm.setup()
+    return dm
+
+
+@pytest.mark.parametrize(
+    "kwargs,steps,features",
+    [({"mode": "row"}, 28, 28), ({"mode": "pixel"}, 784, 1), ({"mode": "pixel", "permute": True}, 784, 1)],
+)
+def test_batches_are_sequences_of_the_mode(folder, kwargs, steps, features):
+    dm = datamodule(folder, batch_size=32, **kwargs)
+    assert dm.model_kwargs() == {"input_size": features, "num_classes": 10}
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["inputs"].shape == (32, steps, features) and batch["inputs"].dtype == torch.float32
+    assert batch["lengths"].dtype == torch.int64 and batch["lengths"].tolist() == [steps] * 32
+    assert batch["targets"].shape == (32,) and batch["targets"].dtype == torch.int64
+
+
+def test_rows_and_pixels_read_the_same_image_in_row_major_order(folder):
+    rows = datamodule(folder, mode="row").test_set.tensors()[0]
+    pixels = datamodule(folder, mode="pixel").test_set.tensors()[0]
+    assert torch.equal(rows.reshape(len(rows), 784), pixels.reshape(len(pixels), 784))
+    images, _ = make_split(TEST_SIZE, 1)
+    assert int(rows[0].sum(1).argmax()) == int(images[0].sum(1).argmax())  # step t is image row t
+
+
+def test_permutation_is_fixed_by_its_seed_and_the_same_for_every_split(folder):
+    assert torch.equal(pixel_permutation(0), pixel_permutation(0))
+    assert not torch.equal(pixel_permutation(0), pixel_permutation(1))
+    assert sorted(pixel_permutation(3).tolist()) == list(range(784))
+    plain = datamodule(folder, mode="pixel")
+    permuted = datamodule(folder, mode="pixel", permute=True, permutation_seed=7)
+    order = pixel_permutation(7)
+    assert torch.equal(permuted.permutation, order)
+    for split in ("train_set", "val_set", "test_set"):
+        x, y = getattr(plain, split).tensors()
+        px, py = getattr(permuted, split).tensors()
+        assert torch.equal(py, y)
+        assert torch.equal(px[:, :, 0], x[:, order, 0])
+
+
+def test_normalisation_uses_the_training_images_only(folder):
+    dm = datamodule(folder, mode="row", val_size=1000)
+    train = dm.train_set.tensors()[0]
+    assert abs(float(train.mean())) < 1e-4 and abs(float(train.std()) - 1.0) < 1e-3
+    assert dm.mean == pytest.approx(dm.train_set.images.astype(np.float64).mean())
+    plain = datamodule(folder, mode="row", normalize=False).train_set.tensors()[0]
+    assert float(plain.max()) == 255.0
+
+
+def test_validation_split_sizes_and_seed(folder):
+    dm = datamodule(folder, val_size=500, split_seed=0)
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (TRAIN_SIZE - 500, 500, TEST_SIZE)
+    _, labels = make_split(TRAIN_SIZE, 0)
+    together = np.sort(np.concatenate([dm.train_set.labels, dm.val_set.labels]))
+    assert np.array_equal(together, np.sort(labels))  # a partition: nothing lost or repeated
+    same = datamodule(folder, val_size=500, split_seed=0)
+    other = datamodule(folder, val_size=500, split_seed=1)
+    assert np.array_equal(same.val_set.images, dm.val_set.images)
+    assert not np.array_equal(other.val_set.images, dm.val_set.images)
+    with pytest.raises(ConfigError, match="val_size"):
+        datamodule(folder, val_size=TRAIN_SIZE)
+
+
+def test_shuffling_is_seeded_per_epoch_and_evaluation_is_in_order(folder):
+    def first_targets(loader, epoch):
+        loader.sampler.set_epoch(epoch)
+        return next(iter(loader))["targets"]
+
+    a, b = datamodule(folder), datamodule(folder)
+    assert torch.equal(first_targets(a.train_dataloader(), 0), first_targets(b.train_dataloader(), 0))
+    assert not torch.equal(first_targets(a.train_dataloader(), 0), first_targets(a.train_dataloader(), 1))
+    val = a.val_dataloader()
+    assert torch.equal(torch.cat([batch["targets"] for batch in val]), torch.from_numpy(a.val_set.labels))
+
+
+def test_bad_config_values_name_the_key(folder):
+    with pytest.raises(ConfigError, match="permute"):
+        MNISTDataModule(str(folder), mode="row", permute=True)
+    with pytest.raises(ConfigError, match="mode"):
+        MNISTDataModule(str(folder), mode="column")
+
+
+def copy_of(folder: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "mnist"
+    target.mkdir()
+    for spec in FILES.values():
+        (target / spec.name).write_bytes((folder / spec.name).read_bytes())
+    return target
+
+
+def test_wrong_magic_number_names_the_file(folder, tmp_path):
+    target = copy_of(folder, tmp_path)
+    labels = gzip.decompress((target / FILES["train_labels"].name).read_bytes())[8:]
+    write_gzip(target / FILES["train_labels"].name, idx_bytes(np.frombuffer(labels, np.uint8), magic=2051))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte\.gz has IDX magic number 2051, expected 2049"):
+        datamodule(target)
+
+
+def test_truncated_gzip_names_the_file(folder, tmp_path):
+    target = copy_of(folder, tmp_path)
+    path = target / FILES["train_images"].name
+    path.write_bytes(path.read_bytes()[:-1000])
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz is not a complete gzip file"):
+        datamodule(target)
+
+
+def test_a_header_that_disagrees_with_the_data_names_the_file(folder, tmp_path):
+    target = copy_of(folder, tmp_path)
+    images, _ = make_split(10, 0)
+    payload = idx_bytes(images)[:-28]  # the header says 10 images, the data holds less
+    write_gzip(target / FILES["test_images"].name, payload)
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz holds 7812 bytes of data"):
+        datamodule(target)
+
+
+def test_missing_files_offline_say_where_to_put_them(tmp_path):
+    empty = tmp_path / "nowhere" / "mnist"
+    with pytest.raises(DataError) as no_download:
+        datamodule(empty)
+    start = time.perf_counter()
+    with pytest.raises(DataError) as failed_download:
+        MNISTDataModule(str(empty), mirrors=UNREACHABLE, download_timeout=2).setup()
+    assert time.perf_counter() - start < 10  # fails fast instead of hanging
+    for message in (str(no_download.value), str(failed_download.value)):
+        assert str(empty) in message and "data.data_dir=<folder>" in message
+        assert "\n" not in message
+    assert "could not be downloaded" in str(failed_download.value)
+    assert not list(empty.glob("*.part"))
+
+
+def test_missing_files_are_downloaded_from_a_mirror(folder, tmp_path):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        target = tmp_path / "fresh" / "mnist"
+        mirrors = [UNREACHABLE[0], f"http://127.0.0.1:{server.server_address[1]}/"]  # the first one fails
+        dm = MNISTDataModule(str(target), mirrors=mirrors, download_timeout=5)
+        dm.setup()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(dm.test_set) == TEST_SIZE
+    for spec in FILES.values():
+        assert (target / spec.name).read_bytes() == (folder / spec.name).read_bytes()
+
+
+def test_a_file_of_the_original_size_must_have_the_original_md5(folder, tmp_path):
+    target = copy_of(folder, tmp_path)
+    spec = FILES["test_labels"]
+    labels = gzip.decompress((target / spec.name).read_bytes())
+    path = target / spec.name
+    # A valid gzip file padded (in its header's file name) to the real file's 4,542 bytes.
+    write_gzip(path, labels, name_padding=1)
+    write_gzip(path, labels, name_padding=1 + spec.size - path.stat().st_size)
+    assert path.stat().st_size == spec.size
+    with pytest.raises(DataError, match=rf"t10k-labels-idx1-ubyte\.gz has md5 \w+, expected {spec.md5}"):
+        datamodule(target)
+    assert len(datamodule(target, verify_checksums=False).test_set) == TEST_SIZE
+
+
+def test_preset_learns_the_fixture_and_keeps_the_best_validation_accuracy(tmp_path):
+    data_dir = tmp_path / "data"
+    write_mnist(data_dir)
+    cfg = compose_config(
+        ["experiment=mnist_row_lstm", "model.hidden_size=32", "model.num_layers=1", "trainer.max_epochs=3",
+         "data.val_size=500", "optimizer.lr=0.01", "trainer.enable_progress_bar=false"],
+        tmp_path,
+    )
+    cfg.paths.data_dir = str(data_dir)
+    value = run(cfg)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert value == metrics["val/acc"]
+    assert metrics["test/acc"] > 0.9  # the label is the row of the bar: easy, if the model reads rows
+    assert cfg.callbacks.model_checkpoint.monitor == "val/acc" and cfg.callbacks.model_checkpoint.mode == "max"
+
+
+def test_cli_reports_missing_data_in_one_line(tmp_path):
+    result = run_cli(
+        "experiment=mnist_row_lstm", f"paths.data_dir={tmp_path / 'empty'}", "data.download=false",
+        f"paths.log_dir={tmp_path / 'logs'}", cwd=tmp_path, timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: MNIST files missing from ") and "data.data_dir=<folder>" in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="the real MNIST files are not in /work/shared/data")
+def test_the_real_files_load_whole_and_fast():
+    # CPU seconds of this process, not wall time: the cores are shared with other test workers.
+    start = time.process_time()
+    dm = MNISTDataModule(str(SHARED_DATA / "mnist"), download=False, val_size=0)
+    dm.setup()
+    seconds = time.process_time() - start
+    assert (len(dm.train_set), len(dm.test_set)) == (60000, 10000)
+    assert np.bincount(dm.train_set.labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(dm.test_set.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert dm.mean / 255 == pytest.approx(0.1307, abs=1e-4) and dm.std / 255 == pytest.approx(0.3081, abs=1e-4)
+    assert seconds < 2.0, f"decoding, checking and splitting 70k images took {seconds:.2f} CPU s"
