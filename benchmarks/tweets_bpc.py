@@ -1,0 +1,63 @@
+"""Validation bits per character reached in a fixed CPU budget.
+
+    .venv/bin/python benchmarks/tweets_bpc.py --experiment cs20_tweets --minutes 40 --threads 1
+    .venv/bin/python benchmarks/tweets_bpc.py --summarize outputs/cs20_tweets/runs/<run>   # an existing run
+
+Runs ``python train.py experiment=<name> trainer.max_time=<budget>`` (validation every epoch,
+the best checkpoint tested afterwards) and prints val/bpc after each epoch, with the wall
+time, from the run's ``csv/metrics.csv``. Long: start it with ``nohup`` and come back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def summarize(run_dir: Path) -> None:
+    rows = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
+    print(f"{run_dir}:")
+    for row in rows:
+        if row.get("val/bpc"):
+            print(f"  epoch {int(row['epoch']) + 1:3d}  step {int(row['step']) + 1:6d}  val/bpc {float(row['val/bpc']):.3f}")
+    metrics = run_dir / "metrics.json"
+    if metrics.exists():
+        m = json.loads(metrics.read_text())
+        print(f"  fit {m.get('fit_seconds', 0) / 60:.1f} min; best-checkpoint test/bpc {m.get('test/bpc', float('nan')):.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--experiment", default="cs20_tweets")
+    parser.add_argument("--minutes", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the run")
+    parser.add_argument("--data", default=os.environ.get("RNNEXP_DATA_DIR", str(ROOT.parent / "shared" / "data")))
+    parser.add_argument("--out", default="outputs/bench_bpc")
+    parser.add_argument("--summarize", type=Path, default=None)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    if args.summarize:
+        summarize(args.summarize)
+        return
+    run_dir = Path(args.out) / args.experiment
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    hours, minutes = divmod(args.minutes, 60)
+    command = [sys.executable, str(ROOT / "train.py"), f"experiment={args.experiment}",
+               f"paths.data_dir={args.data}", f"trainer.max_time=00:{hours:02d}:{minutes:02d}:00",
+               "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", *args.overrides]
+    print(" ".join(command), flush=True)
+    subprocess.run(command, env=env, check=True)
+    summarize(run_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Training characters per second: ``experiment=cs20_tweets`` under Lightning vs a plain-PyTorch loop.
+
+    .venv/bin/python benchmarks/tweets_throughput.py [--steps 200] [--data /work/shared/data/tweets]
+
+The rnnexp side is the preset's composed config built by ``rnnexp.train.build`` and fitted by
+a real Trainer (CSV logger, checkpointing, LR monitor, throughput callback, gradient clipping
+at norm 1, state carried across windows; validation off, progress bar off). The reference is
+what a user writes by hand: one-hot characters into ``nn.GRU(V, 128)`` and ``nn.GRU(128, 256)``,
+``nn.Linear`` to the vocabulary, Adam 3e-4, ``clip_grad_norm_``, the state detached between
+windows. After every Lightning step a callback runs one reference step on the same batch
+(its own loader over the same streams), so both see the same load on the shared cores; the
+callback's time is taken out of Lightning's clock. Prints median chars/s and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rnnexp.train import build  # noqa: E402
+
+
+class Reference(nn.Module):
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.gru1 = nn.GRU(vocab, 128, batch_first=True)
+        self.gru2 = nn.GRU(128, 256, batch_first=True)
+        self.fc = nn.Linear(256, vocab)
+
+    def forward(self, ids, state=None):
+        h1, h2 = state if state is not None else (None, None)
+        out, h1 = self.gru1(F.one_hot(ids, self.vocab).float(), h1)
+        out, h2 = self.gru2(out, h2)
+        return self.fc(out), (h1.detach(), h2.detach())
+
+
+class Lockstep(pl.Callback):
+    def __init__(self, reference: Reference, loader, warmup: int) -> None:
+        self.ref, self.batches, self.warmup = reference, iter(loader), warmup
+        self.opt = torch.optim.Adam(reference.parameters(), lr=3e-4)
+        self.state = None
+        self.lightning, self.plain, self.chars = [], [], 0
+        self._mark = None
+
+    def _reference_step(self) -> float:
+        start = time.perf_counter()  # the batch fetch counts, as it does on Lightning's side
+        batch = next(self.batches)
+        logits, self.state = self.ref(batch["inputs"], self.state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
+        self.opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.ref.parameters(), 1.0)
+        self.opt.step()
+        return time.perf_counter() - start
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._mark is None:
+            self._mark = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        lightning = now - self._mark
+        plain = self._reference_step()
+        if batch_idx >= self.warmup:
+            self.lightning.append(lightning)
+            self.plain.append(plain)
+            self.chars = batch["inputs"].numel()
+        self._mark = time.perf_counter()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--data", default=os.environ.get("RNNEXP_DATA_DIR", str(ROOT.parent / "shared" / "data")))
+    args = parser.parse_args()
+    out = tempfile.mkdtemp(prefix="tweets_bench_")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[
+            "experiment=cs20_tweets", f"+trainer.max_steps={args.steps}", "+trainer.limit_val_batches=0",
+            "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=50"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = cfg.paths.log_dir = out
+        cfg.paths.data_dir = args.data
+    pl.seed_everything(0)
+    datamodule, model, trainer = build(cfg)
+    reference_data = build(cfg)[0]
+    reference_data.setup()
+    torch.manual_seed(0)
+    reference = Reference(model.hparams.input_size)
+    lockstep = Lockstep(reference, reference_data.train_dataloader(), args.warmup)
+    trainer.callbacks.append(lockstep)
+    trainer.fit(model, datamodule=datamodule)
+
+    lit, plain = statistics.median(lockstep.lightning), statistics.median(lockstep.plain)
+    print(f"threads={torch.get_num_threads()} steps={len(lockstep.plain)} batch=64x50 chars/step={lockstep.chars}")
+    print(f"plain PyTorch : {lockstep.chars / plain:9.0f} chars/s (median step {1000 * plain:.1f} ms)")
+    print(f"rnnexp (PL)   : {lockstep.chars / lit:9.0f} chars/s (median step {1000 * lit:.1f} ms)")
+    print(f"ratio rnnexp/plain: {plain / lit:.3f} (medians); totals {sum(lockstep.plain) / sum(lockstep.lightning):.3f}")
+
+
+if __name__ == "__main__":
+    main()

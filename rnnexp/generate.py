@@ -1,0 +1,88 @@
+"""Sample text from a trained character language model.
+
+    python -m rnnexp.generate ckpt_path=outputs/cs20_tweets/runs/<run>/checkpoints/last.ckpt \\
+        prime="I " temperature=0.8 length=200 num_samples=3 top_k=null seed=0
+
+Arguments are ``key=value`` like the training app's overrides. The vocabulary comes from the
+checkpoint. Prime characters outside it map to the unknown symbol when the vocabulary has one
+(``data=tweets`` vocabularies do, and a warning names them); otherwise they are an error.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import torch
+from omegaconf import OmegaConf
+
+from rnnexp.checkpoints import load_checkpoint
+from rnnexp.cli import run_app
+from rnnexp.data.vocab import Vocab
+from rnnexp.errors import ConfigError, UserError, check_positive_int
+from rnnexp.models.language_model import CHECKPOINT_KIND, LanguageModel
+from rnnexp.models.sampling import check_sampling, generate
+
+
+@dataclass
+class GenerateConfig:
+    ckpt_path: Optional[str] = None
+    prime: str = "I "
+    temperature: float = 0.8
+    length: int = 200
+    num_samples: int = 3
+    top_k: Optional[int] = None
+    seed: int = 0
+
+
+def parse(argv: Sequence[str]) -> GenerateConfig:
+    known = {f.name for f in fields(GenerateConfig)}
+    for arg in argv:
+        key = arg.split("=", 1)[0]
+        if "=" not in arg or key not in known:
+            raise UserError(f"unknown argument {arg!r}; use key=value with keys {', '.join(sorted(known))}")
+    # Prime is text: kept verbatim rather than parsed as YAML ("prime=1" stays the string "1").
+    primes = [a.split("=", 1)[1] for a in argv if a.startswith("prime=")]
+    cfg = OmegaConf.merge(OmegaConf.structured(GenerateConfig), OmegaConf.from_dotlist(
+        [a for a in argv if not a.startswith("prime=")]))
+    out = GenerateConfig(**OmegaConf.to_container(cfg))
+    if primes:
+        out.prime = primes[-1]
+    return out
+
+
+def load_language_model(path: str) -> LanguageModel:
+    if not path:
+        raise ConfigError("ckpt_path", path, "give the .ckpt file of a run, e.g. ckpt_path=outputs/.../last.ckpt")
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError("ckpt_path", path, "no such checkpoint file; look in the run's checkpoints/ folder")
+    checkpoint = load_checkpoint(file)
+    if checkpoint.get("rnnexp_kind") != CHECKPOINT_KIND or not (checkpoint.get("hyper_parameters") or {}).get("vocab"):
+        raise UserError(f"{path} is not a language-model checkpoint; train one with model=lm (e.g. experiment=cs20_tweets)")
+    return LanguageModel.load_from_checkpoint(file, map_location="cpu")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> List[str]:
+    cfg = parse(sys.argv[1:] if argv is None else argv)
+    check_positive_int("length", cfg.length)
+    check_positive_int("num_samples", cfg.num_samples)
+    check_sampling(cfg.temperature, cfg.top_k)
+    model = load_language_model(cfg.ckpt_path)
+    vocab = Vocab(model.hparams.vocab)
+    missing = vocab.missing(cfg.prime)
+    if missing and vocab.unk_index is not None:
+        print(f"warning: prime characters not in the vocabulary map to <unk>: {', '.join(map(repr, missing))}",
+              file=sys.stderr)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    texts = generate(model.net, vocab, [cfg.prime] * cfg.num_samples, cfg.length, cfg.temperature, cfg.top_k, generator)
+    for i, text in enumerate(texts):
+        print(f"--- sample {i} (temperature={cfg.temperature}, top_k={cfg.top_k}, seed={cfg.seed})")
+        print(text)
+    return texts
+
+
+if __name__ == "__main__":
+    run_app(main)

@@ -1,0 +1,98 @@
+"""A next-character language model: a :class:`SequenceTagger` that can carry its state across batches.
+
+Lightning 2.x has no ``truncated_bptt_steps``; as in Lightning's ``demos/lstm.py`` the
+data keep streams contiguous (batch k+1's row i continues batch k's row i, marked by
+``carry_state`` in the batch) and the module keeps the final state of each batch, detached,
+as the next batch's initial state. Optimization stays automatic, so
+``trainer.gradient_clip_val`` and LR schedules work as for any model. The state is reset
+at the start of every train, validation and test epoch: validation never starts from the
+training state, and its streams carry their own state from one validation window to the
+next, so the whole validation text is read as one continuous text per stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from rnnexp.errors import ConfigError
+from rnnexp.models.backbone import detach_state
+from rnnexp.models.losses import sequence_loss_sum
+from rnnexp.models.tagger import SequenceTagger
+
+# Written into every checkpoint so rnnexp.generate can tell a language model from other models.
+CHECKPOINT_KIND = "rnnexp.language_model"
+
+
+class LanguageModel(SequenceTagger):
+    """Logs ``{stage}/loss`` (nats per character), ``/ppl``, ``/bpt`` and its alias ``/bpc``.
+
+    ``tie_weights`` shares the embedding matrix with the output projection (Press & Wolf
+    2017; Inan et al. 2017): it needs ``encoder=embedding`` and ``embedding_dim`` equal to
+    the last layer's width.
+    """
+
+    def __init__(self, *args: Any, tie_weights: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        hp = self.hparams
+        if hp.bidirectional:
+            raise ConfigError("model.bidirectional", True, "a language model reads left to right; set it to false")
+        if tie_weights:
+            width = self.net.backbone.output_size
+            if hp.encoder != "embedding":
+                raise ConfigError("model.tie_weights", True, f"needs model.encoder=embedding (it is {hp.encoder})")
+            if hp.embedding_dim != width:
+                raise ConfigError(
+                    "model.tie_weights",
+                    True,
+                    f"needs model.embedding_dim ({hp.embedding_dim}) equal to the last hidden size ({width})",
+                )
+            self.net.head.proj.weight = self.net.encoder.embedding.weight
+        self._states: Dict[str, Optional[List[Any]]] = {}
+
+    def _step(self, batch, stage: str):
+        inputs, targets = batch["inputs"], batch["targets"]
+        carry = bool(batch.get("carry_state", False))
+        state = self._states.get(stage) if carry else None
+        if state is not None and _batch_size(state) != inputs.shape[0]:
+            state = None
+        logits, final = self(inputs, batch.get("lengths"), state)
+        if carry:
+            self._states[stage] = detach_state(final)
+        total, count = sequence_loss_sum(logits, targets, batch.get("weights"))
+        loss = total / count.clamp_min(1e-12)
+        acc = getattr(self, f"{stage}_acc")
+        acc(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        getattr(self, f"{stage}_ce_sum").update(total.detach())
+        getattr(self, f"{stage}_tokens").update(count.detach())
+        if stage == "train":
+            self.log("train/loss_step", loss, batch_size=int(count), on_step=True, on_epoch=False, prog_bar=True)
+        self.log(f"{stage}/acc", acc, batch_size=targets.shape[0], on_step=False, on_epoch=True)
+        return loss
+
+    def _log_epoch(self, stage: str) -> None:
+        tokens = getattr(self, f"{stage}_tokens")
+        if tokens.update_count == 0:
+            return
+        ce_sum = getattr(self, f"{stage}_ce_sum")
+        bpc = ce_sum.compute() / tokens.compute().clamp_min(1e-12) / torch.log(torch.tensor(2.0))
+        super()._log_epoch(stage)
+        self.log(f"{stage}/bpc", bpc, prog_bar=stage == "val")
+
+    def on_train_epoch_start(self) -> None:
+        self._states["train"] = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._states["val"] = None
+
+    def on_test_epoch_start(self) -> None:
+        self._states["test"] = None
+
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint["rnnexp_kind"] = CHECKPOINT_KIND
+
+
+def _batch_size(state: List[Any]) -> int:
+    first = state[0][0] if isinstance(state[0], tuple) else state[0]
+    return int(first.shape[1])
