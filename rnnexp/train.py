@@ -15,6 +15,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+from rnnexp.checkpoints import check_fits, latest_checkpoint
 from rnnexp.errors import ConfigError, UserError
 from rnnexp.loggers import finish_wandb
 
@@ -83,20 +88,41 @@ def run(cfg: DictConfig) -> Optional[float]:
         finish_wandb(failed=failed)
 
 
+def _checkpoint_to_start_from(cfg: DictConfig) -> Optional[str]:
+    resume, ckpt_path = cfg.get("resume"), cfg.get("ckpt_path")
+    if resume and ckpt_path:
+        raise ConfigError("ckpt_path", ckpt_path, "give either resume=<run dir> or ckpt_path=<file>, not both")
+    if resume:
+        return str(latest_checkpoint(Path(resume)))
+    if ckpt_path and not Path(ckpt_path).is_file():
+        raise ConfigError("ckpt_path", ckpt_path, "no such checkpoint file; give the path of a .ckpt file")
+    return ckpt_path
+
+
+def _refuse_ddp_in_multirun(cfg: DictConfig) -> None:
+    # Lightning starts extra DDP ranks by re-running sys.argv: under -m every rank would run the whole sweep.
+    strategy = str(cfg.trainer.get("strategy", ""))
+    if strategy.startswith("ddp") and "spawn" not in strategy and HydraConfig.initialized():
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise ConfigError("trainer.strategy", strategy, "a multirun cannot re-launch DDP ranks; "
+                              "use trainer.strategy=ddp_spawn in sweeps")
+
+
 def _run(cfg: DictConfig) -> Optional[float]:
+    _refuse_ddp_in_multirun(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    # The resolved config beside Hydra's unresolved .hydra/config.yaml: what actually ran.
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    ckpt_path = _checkpoint_to_start_from(cfg)
+    if rank_zero_only.rank == 0:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        # The resolved config beside Hydra's unresolved .hydra/config.yaml: what actually ran.
+        OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
+    if ckpt_path:
+        check_fits(Path(ckpt_path), model.hparams)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path and not Path(ckpt_path).is_file():
-        raise ConfigError("ckpt_path", ckpt_path, "no such checkpoint file; give the path of a .ckpt file")
 
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -11,6 +11,11 @@ from typing import Callable, Dict
 
 FIXTURE_WRITERS: Dict[str, Callable[[Path], None]] = {}
 
+from tests.mnist_fixtures import write_mnist  # noqa: E402
+FIXTURE_WRITERS["mnist"] = write_mnist
+from tests.tweets_fixtures import write_tweets  # noqa: E402
+FIXTURE_WRITERS["tweets"] = write_tweets
+
 
 def write_all(data_dir: Path) -> Path:
     data_dir.mkdir(parents=True, exist_ok=True)
