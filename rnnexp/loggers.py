@@ -99,7 +99,7 @@ def wandb_logger(
         log.warning("wandb: log_model needs online mode; checkpoints stay in the run directory only")
         log_model = False
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
+    logger = WandbLogger(
         save_dir=str(save_dir),
         project=project,
         group=group or None,
@@ -110,6 +110,12 @@ def wandb_logger(
         settings=wandb.Settings(init_timeout=init_timeout, silent=True, console="off"),
         **kwargs,
     )
+    # Lightning always passes anonymous=None to wandb.init, which wandb >= 0.2x answers with a
+    # deprecation warning on every run ("The anonymous setting has no effect").
+    init_kwargs = getattr(logger, "_wandb_init", None)
+    if isinstance(init_kwargs, dict) and init_kwargs.get("anonymous") is None:
+        init_kwargs.pop("anonymous", None)
+    return logger
 
 
 def finish_wandb(failed: bool = False) -> None:

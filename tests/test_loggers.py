@@ -48,6 +48,8 @@ def test_one_run_logs_to_wandb_tensorboard_and_csv(tmp_path):
 
     csv = pd.read_csv(tmp_path / "csv" / "metrics.csv")
     assert (csv["train/samples_per_sec_epoch"].dropna() > 0).all()
+    # Logged every log_every_n_steps=2 of the 2 x 5 training batches, not every batch (logging is costly).
+    assert csv["train/samples_per_sec"].notna().sum() == 5
     # "i like dog" sentences all have two input words: nothing is padded.
     assert (csv["train/padded_fraction"].dropna() == 0).all()
 
@@ -65,6 +67,68 @@ def test_padded_fraction_and_tokens_per_second_count_only_valid_steps(tmp_path):
     assert len(rows) == 10 and ratio.tolist() == pytest.approx([3.5] * 10)
     # Machine speed is a dashboard figure, not a result a fixed seed must reproduce.
     assert not any("per_sec" in key for key in json.loads((tmp_path / "metrics.json").read_text()))
+
+
+def test_a_language_model_logs_its_samples_as_a_wandb_table_and_tensorboard_text(tmp_path):
+    from tbparse import SummaryReader
+
+    from tests.tweets_fixtures import write_tweets
+
+    write_tweets(tmp_path / "data")
+    cfg = compose_config(
+        ["data=tweets", "model=lm", "callbacks=lm", "logger=many", "data.batching=tweets", "data.batch_size=8",
+         "model.hidden_size=16", "trainer.max_epochs=1", "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2",
+         "test=false", "callbacks.samples.length=20", "callbacks.samples.seeds=[great,A]",
+         "callbacks.samples.print_samples=false", "trainer.enable_progress_bar=false"],
+        tmp_path,
+    )
+    run(cfg)
+    texts = (tmp_path / "samples" / "epoch_000.txt").read_text().split("\n\n")
+    assert texts[0].splitlines()[1].startswith("great") and texts[1].startswith("A")
+
+    (wandb_dir,) = _wandb_runs(tmp_path)
+    tables = [row for row in read_run(wandb_dir)["history"] if "samples/_type" in row]
+    assert len(tables) == 1 and tables[0]["samples/_type"] == "table-file" and tables[0]["samples/nrows"] == 2
+    (path,) = (wandb_dir / "files").rglob("samples_*.table.json")
+    table = json.loads(path.read_text())
+    assert table["columns"] == ["epoch", "text"]
+    assert [row[0] for row in table["data"]] == [0, 0] and table["data"][0][1].startswith("great")
+
+    text = SummaryReader(str(tmp_path / "tensorboard")).text
+    (logged,) = text[text.tag == "samples"].value
+    assert "great" in logged
+
+    # Tweets batched by length are padded a little; tokens are the valid characters only.
+    csv = pd.read_csv(tmp_path / "csv" / "metrics.csv")
+    padded = csv["train/padded_fraction"].dropna()
+    assert len(padded) == 1 and 0 < padded.iloc[0] < 0.5
+    assert csv["train/tokens_per_sec_epoch"].dropna().iloc[0] > csv["train/samples_per_sec_epoch"].dropna().iloc[0]
+
+
+def test_online_with_a_key_and_no_server_logs_offline_in_seconds(tmp_path, monkeypatch, caplog):
+    """wandb's own behaviour here is a ~30 s wait for the server before failing."""
+    import wandb
+
+    from rnnexp.loggers import wandb_logger
+
+    with socket.socket() as probe:  # a localhost port with nothing listening on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    start = time.perf_counter()
+    logger = wandb_logger(mode="online", save_dir=str(tmp_path), group="g", tags=["t"])
+    logger.experiment.log({"x": 1.0})
+    seconds = time.perf_counter() - start
+    try:
+        assert wandb.run is not None and wandb.run.settings.mode == "offline"
+    finally:
+        wandb.finish()
+    assert seconds < 15, seconds
+    assert "is not reachable; logging offline instead" in caplog.text
+    (wandb_dir,) = _wandb_runs(tmp_path)
+    assert read_run(wandb_dir)["history"][0]["x"] == 1.0
 
 
 def test_a_failing_job_still_finishes_its_wandb_run(tmp_path):

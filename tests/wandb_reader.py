@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -20,6 +21,8 @@ def records(path: Path) -> Iterator[Any]:
     from wandb.proto import wandb_internal_pb2 as pb
 
     data = Path(path).read_bytes()
+    if len(data) < 7:  # created, header not written yet
+        return
     assert data[:4] == b":W&B", f"{path} is not a wandb run file"
     pos, pending = 7, b""
     while pos + 7 <= len(data):
@@ -29,7 +32,7 @@ def records(path: Path) -> Iterator[Any]:
             continue
         _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
         payload, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
-        if kind == 0 and length == 0:
+        if (kind == 0 and length == 0) or len(payload) < length:  # the end, or a record still being written
             break
         if kind == FULL:
             pending = payload
@@ -46,8 +49,22 @@ def records(path: Path) -> Iterator[Any]:
         yield record
 
 
-def read_run(run_dir: Path) -> Dict[str, Any]:
-    """{"run": RunRecord, "config": {key: value}, "history": [{key: value}], "summary": {...}, "exit_code": int|None}"""
+def read_run(run_dir: Path, timeout: float = 30.0) -> Dict[str, Any]:
+    """{"run": RunRecord, "config": {key: value}, "history": [{key: value}], "summary": {...}, "exit_code": int|None}
+
+    wandb >= 0.31 returns from ``wandb.finish()`` before its service has written the run's
+    records to disk (the file may still be its 7-byte header), so this waits up to ``timeout``
+    seconds for the exit record, which is written last.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        out = _read_run(run_dir)
+        if out["exit_code"] is not None or time.monotonic() > deadline:
+            return out
+        time.sleep(0.1)
+
+
+def _read_run(run_dir: Path) -> Dict[str, Any]:
     (path,) = Path(run_dir).glob("*.wandb")
     out: Dict[str, Any] = {"run": None, "config": {}, "history": [], "summary": {}, "exit_code": None}
     history: List[Dict[str, Any]] = out["history"]
