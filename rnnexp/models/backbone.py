@@ -6,20 +6,31 @@ layers of the same width share one multi-layer module (one fused call, as
 become one module per run of equal widths. Variable lengths go through
 ``pack_padded_sequence`` so the final state of every row is the state at its own
 last valid step, also for the backward direction of a bidirectional layer.
+
+Vanilla RNNs with an activation other than ``tanh``/``relu`` run on
+:class:`rnnexp.models.cells.ScriptedRNN`, which follows the same contract. Variational
+dropout (one mask per sequence, reused at every step) needs the tensors between layers,
+so it runs every layer as its own module; torch's dropout inside a fused multi-layer
+module draws a new mask at every step.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple, Union
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnexp.errors import ConfigError, check_choice, check_fraction, check_positive_int
+from rnnexp.models.cells import ACTIVATIONS, ScriptedRNN
+from rnnexp.models.unrolled import LayerTap, one_direction_template, run_unrolled
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-NONLINEARITIES = ("tanh", "relu")
+FUSED_NONLINEARITIES = ("tanh", "relu")  # what nn.RNN's fused kernel knows
+NONLINEARITIES = ACTIVATIONS  # the rest run on ScriptedRNN
 # Recurrent-weight initialisations: torch's uniform default, orthogonal (Saxe et al. 2014),
 # identity with zero biases (IRNN: Le, Jaitly and Hinton 2015). Per gate block for LSTM/GRU.
 INITS = ("default", "orthogonal", "identity")
@@ -33,8 +44,11 @@ class RecurrentBackbone(nn.Module):
 
     ``outputs`` is zero at ``t >= lengths[b]``; ``final_state`` has one entry per
     layer. ``dropout`` is applied to every layer's output (between layers and on
-    the last one, like ``DropoutWrapper(output_keep_prob)`` on each cell) and only
-    in training.
+    the last one, like ``DropoutWrapper(output_keep_prob)`` on each cell),
+    ``input_dropout`` to the inputs of the first layer (``input_keep_prob``), both
+    only in training. ``variational_dropout=True`` draws one mask per sequence and
+    reuses it at every step (Gal and Ghahramani 2016; ``DropoutWrapper(variational_recurrent=True)``
+    on inputs and outputs).
     """
 
     def __init__(
@@ -50,6 +64,8 @@ class RecurrentBackbone(nn.Module):
         learn_initial_state: bool = False,
         init: str = "default",
         forget_bias: Optional[float] = None,
+        input_dropout: float = 0.0,
+        variational_dropout: bool = False,
     ) -> None:
         super().__init__()
         check_choice("cell", cell, CELLS)
@@ -58,6 +74,9 @@ class RecurrentBackbone(nn.Module):
             raise ConfigError("forget_bias", forget_bias, f"only cell=lstm has a forget gate; set it to null for {cell}")
         check_positive_int("input_size", input_size)
         check_fraction("dropout", dropout)
+        check_fraction("input_dropout", input_dropout)
+        if not isinstance(variational_dropout, bool):
+            raise ConfigError("variational_dropout", variational_dropout, "must be true or false")
         check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
         if nonlinearity != "tanh" and cell != "rnn":
             raise ConfigError("nonlinearity", nonlinearity, f"only cell=rnn takes a nonlinearity; {cell} uses tanh")
@@ -75,11 +94,13 @@ class RecurrentBackbone(nn.Module):
         self.num_directions = 2 if bidirectional else 1
         self.output_size = self.num_directions * sizes[-1]
         self.dropout = nn.Dropout(dropout)
+        self.input_dropout = nn.Dropout(input_dropout)
+        self.variational = variational_dropout and (dropout > 0 or input_dropout > 0)
 
-        # Runs of equal widths become one fused multi-layer module.
+        # Runs of equal widths become one fused multi-layer module (one per layer for variational dropout).
         self.runs: List[int] = []
         for size in sizes:
-            if self.runs and sizes[sum(self.runs) - 1] == size:
+            if self.runs and sizes[sum(self.runs) - 1] == size and not self.variational:
                 self.runs[-1] += 1
             else:
                 self.runs.append(1)
@@ -96,10 +117,14 @@ class RecurrentBackbone(nn.Module):
             )
             if cell == "rnn":
                 kwargs["nonlinearity"] = nonlinearity
-            self.blocks.append(CELLS[cell](**kwargs))
+            fused = cell != "rnn" or nonlinearity in FUSED_NONLINEARITIES
+            self.blocks.append(CELLS[cell](**kwargs) if fused else ScriptedRNN(**kwargs))
             in_features, first = self.num_directions * sizes[first], first + run
 
         self._initialise(init, forget_bias)
+        # Per-step states for diagnostics (record_states); None on the normal path.
+        self._taps: Optional[List[LayerTap]] = None
+        self._templates: Dict[Tuple[int, int], nn.Module] = {}  # not submodules: they never hold weights
 
         self.initial_state = None
         if learn_initial_state:
@@ -141,9 +166,19 @@ class RecurrentBackbone(nn.Module):
         if state is not None and len(state) != self.num_layers:
             raise ValueError(f"state has {len(state)} layers, the backbone has {self.num_layers}")
 
+        masks = _VariationalMasks(batch, self.training) if self.variational else None
+        if masks is not None:
+            x = masks.apply(x, "input", self.input_dropout.p)
+        else:
+            x = self.input_dropout(x)
+
         packed = None
         if lengths is not None:
             lengths = _check_lengths(lengths, batch, steps)
+        if self._taps is not None:  # diagnostics: padded tensors, one step at a time
+            if lengths is None:
+                lengths = torch.full((batch,), steps, dtype=torch.int64)
+        elif lengths is not None:
             if bool((lengths < steps).any()):
                 packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
 
@@ -152,15 +187,51 @@ class RecurrentBackbone(nn.Module):
         first = 0
         for index, (block, run) in enumerate(zip(self.blocks, self.runs)):
             if index > 0:
-                data = _apply(self.dropout, data)
-            hx = None if state is None else _join_layers(state[first : first + run])
-            data, hn = block(data, hx)
-            final.extend(_split_layers(hn, run, self.num_directions))
+                data = self._drop_between(data, masks, index - 1)
+            if self._taps is None:
+                hx = None if state is None else _join_layers(state[first : first + run])
+                data, hn = block(data, hx)
+                final.extend(_split_layers(hn, run, self.num_directions))
+            else:
+                data = self._run_unrolled(index, block, run, data, lengths, state, first, final)
             first += run
 
         if isinstance(data, PackedSequence):
             data, _ = pad_packed_sequence(data, batch_first=True, total_length=steps)
+        if masks is not None:
+            return masks.apply(data, len(self.blocks) - 1, self.dropout.p), final
         return self.dropout(data), final
+
+    def _drop_between(self, data, masks: Optional["_VariationalMasks"], layer: int):
+        if masks is None:
+            return _apply(self.dropout, data)
+        return masks.apply(data, layer, self.dropout.p)
+
+    @contextmanager
+    def record_states(self) -> Iterator[List[LayerTap]]:
+        """Within the block, ``forward`` runs every layer one step at a time and appends one
+        :class:`~rnnexp.models.unrolled.LayerTap` per layer to the yielded list;
+        ``rnnexp.models.unrolled.state_gradients(loss, taps)`` then gives dL/dh_t per layer.
+        Same values as the fused path, many times slower: for diagnostics only."""
+        self._taps = []
+        try:
+            yield self._taps
+        finally:
+            self._taps = None
+
+    def _run_unrolled(self, index, block, run, data, lengths, state, first, final):
+        assert self._taps is not None
+        for k in range(run):
+            if k > 0 and self.training and block.dropout > 0:
+                data = F.dropout(data, block.dropout, True)
+            key = (index, k)
+            if key not in self._templates:
+                self._templates[key] = one_direction_template(block, k, self.num_directions)
+            hx = None if state is None else state[first + k]
+            data, hn, tap = run_unrolled(self._templates[key], block, k, self.num_directions, data, lengths, hx)
+            final.append(hn)
+            self._taps.append(tap)
+        return data
 
     def _learned_initial_state(self, batch: int) -> List[LayerState]:
         assert self.initial_state is not None
@@ -168,6 +239,33 @@ class RecurrentBackbone(nn.Module):
         if self.cell == "lstm":
             return [(tensors[i], tensors[i + 1]) for i in range(0, len(tensors), 2)]
         return tensors
+
+
+class _VariationalMasks:
+    """One dropout mask per sequence and tensor, reused at every step; drawn on first use."""
+
+    def __init__(self, batch: int, training: bool) -> None:
+        self.batch, self.training = batch, training
+        self.masks: Dict[Union[str, int], Tensor] = {}
+
+    def apply(self, data, key: Union[str, int], p: float):
+        if not self.training or p == 0:
+            return data
+        values = data.data if isinstance(data, PackedSequence) else data
+        if key not in self.masks:
+            keep = values.new_full((self.batch, values.shape[-1]), 1.0 - p)
+            self.masks[key] = torch.bernoulli(keep) / (1.0 - p)
+        mask = self.masks[key]
+        if isinstance(data, PackedSequence):
+            return data._replace(data=values * mask[_packed_rows(data).to(mask.device)])
+        return values * mask[:, None, :]
+
+
+def _packed_rows(packed: PackedSequence) -> Tensor:
+    """The batch row (in the caller's order) of every row of ``packed.data``."""
+    sizes = packed.batch_sizes.tolist()
+    order = packed.sorted_indices if packed.sorted_indices is not None else torch.arange(sizes[0])
+    return torch.cat([order[:n].cpu() for n in sizes])
 
 
 def _check_lengths(lengths: Tensor, batch: int, steps: int) -> Tensor:

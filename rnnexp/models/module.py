@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 import pytorch_lightning as pl
+import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from rnnexp.errors import ConfigError, UserError
+from rnnexp.errors import ConfigError, UserError, check_choice
+from rnnexp.models.losses import sequence_loss
 from rnnexp.models.sequence_model import SequenceModel
+
+CLIP_ALGORITHMS = ("norm", "value")
 
 
 def plain(value: Any) -> Any:
@@ -27,6 +32,10 @@ class RecurrentModule(pl.LightningModule):
     ``scheduler`` is ``{scheduler: <_partial_ spec>, interval: step|epoch, frequency, monitor}``
     or None. ``vocab`` (the data's token list) is stored so a checkpoint can decode on its own.
     Every argument is a plain value, so ``load_from_checkpoint(path)`` needs nothing else.
+
+    ``gradient_clip_val`` / ``gradient_clip_algorithm`` are for subclasses that optimise
+    manually (see :meth:`manual_step`); with automatic optimization clipping is
+    ``trainer.gradient_clip_val``.
     """
 
     many_to_one: bool
@@ -53,11 +62,18 @@ class RecurrentModule(pl.LightningModule):
         optimizer: Optional[Dict[str, Any]] = None,
         scheduler: Optional[Dict[str, Any]] = None,
         vocab: Optional[List[str]] = None,
+        input_dropout: float = 0.0,
+        variational_dropout: bool = False,
+        gradient_clip_val: Optional[float] = None,
+        gradient_clip_algorithm: str = "norm",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         for key, value in list(self.hparams.items()):
             self.hparams[key] = plain(value)
+        check_choice("gradient_clip_algorithm", gradient_clip_algorithm, CLIP_ALGORITHMS)
+        if gradient_clip_val is not None and (isinstance(gradient_clip_val, bool) or not gradient_clip_val > 0):
+            raise ConfigError("gradient_clip_val", gradient_clip_val, "must be a number > 0, or null for no clipping")
         hidden_sizes = self.hparams.hidden_sizes
         self.net = SequenceModel(
             input_size,
@@ -77,6 +93,8 @@ class RecurrentModule(pl.LightningModule):
             learn_initial_state=learn_initial_state,
             init=init,
             forget_bias=forget_bias,
+            input_dropout=input_dropout,
+            variational_dropout=variational_dropout,
         )
 
     def forward(self, inputs: Tensor, lengths: Optional[Tensor] = None, state=None):
@@ -93,8 +111,11 @@ class RecurrentModule(pl.LightningModule):
         schedule = self.hparams.scheduler
         if not schedule or not schedule.get("scheduler"):
             return optimizer
+        spec = dict(schedule["scheduler"])
+        if "total_steps" in spec and spec["total_steps"] is None:  # warmup_cosine: the whole run
+            spec["total_steps"] = int(self.trainer.estimated_stepping_batches)
         try:
-            scheduler = instantiate(schedule["scheduler"])(optimizer)
+            scheduler = instantiate(spec)(optimizer)
         except (ValueError, TypeError) as exc:
             raise UserError(f"schedule: {exc} (in {schedule['scheduler'].get('_target_')})") from exc
         return {
@@ -106,3 +127,52 @@ class RecurrentModule(pl.LightningModule):
                 "monitor": schedule.get("monitor", "val/loss"),
             },
         }
+
+    def diagnostic_loss(self, batch: Dict[str, Any]) -> Tensor:
+        """The training loss of ``batch`` without logging or metric updates, for diagnostics
+        (``rnnexp.callbacks.gradient_through_time``). No carried state."""
+        logits, _ = self(batch["inputs"], batch.get("lengths"))
+        if self.many_to_one:
+            return F.cross_entropy(logits, batch["targets"])
+        return sequence_loss(logits, batch["targets"], batch.get("weights"))
+
+    def manual_step(self, loss: Tensor) -> None:
+        """One optimizer step for subclasses with ``automatic_optimization = False``.
+
+        Lightning leaves all of this to manual code (and ``Trainer(gradient_clip_val=...)``
+        raises there): zero the gradients, ``manual_backward``, clip with this module's
+        ``gradient_clip_val`` / ``gradient_clip_algorithm``, step, and step the
+        ``interval: step`` schedulers every ``frequency`` steps. Call
+        :meth:`manual_epoch_end` from ``on_train_epoch_end`` for ``interval: epoch`` ones.
+        """
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        if self.hparams.gradient_clip_val is not None:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.hparams.gradient_clip_val,
+                gradient_clip_algorithm=self.hparams.gradient_clip_algorithm,
+            )
+        optimizer.step()
+        self._step_manual_schedulers("step")
+
+    def manual_epoch_end(self) -> None:
+        """Step ``interval: epoch`` schedulers under manual optimization."""
+        self._step_manual_schedulers("epoch")
+
+    def _step_manual_schedulers(self, interval: str) -> None:
+        schedule = self.hparams.scheduler
+        if not schedule or not schedule.get("scheduler") or schedule.get("interval", "epoch") != interval:
+            return
+        count = self.global_step if interval == "step" else self.current_epoch + 1
+        if count % schedule.get("frequency", 1):
+            return
+        scheduler = self.lr_schedulers()
+        if isinstance(scheduler, ReduceLROnPlateau):
+            monitor = schedule.get("monitor", "val/loss")
+            if monitor not in self.trainer.callback_metrics:
+                return  # no validation yet
+            scheduler.step(self.trainer.callback_metrics[monitor])
+        else:
+            scheduler.step()

@@ -1,0 +1,111 @@
+"""One recurrent layer run one step at a time, keeping the state after every step.
+
+Only for diagnostics (gradient through time): a fused kernel's per-step states are not
+nodes of the autograd graph, so ``dL/dh_t`` (the total derivative, through all later
+steps) cannot be read off its output tensor. Here each step is a call of a one-layer,
+one-direction module of the same type with the layer's own parameters
+(``torch.func.functional_call``), so the same weights and kernels compute the same
+values, and each step's state is a tensor that feeds the next step and the output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from rnnexp.models.cells import reverse_valid
+
+State = Union[Tensor, Tuple[Tensor, Tensor]]
+WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+@dataclass
+class LayerTap:
+    """States after each step of one layer: ``states[direction][t]`` is [B, H], in that
+    direction's reading order (the backward direction reads each row reversed within its length)."""
+
+    states: List[List[Tensor]]
+    lengths: Tensor
+
+
+def layer_parameters(block: nn.Module, layer: int, suffix: str = "") -> dict:
+    """Layer ``layer``'s parameters of a multi-layer module (``suffix`` "" or "_reverse"),
+    named as a one-layer, one-direction module's."""
+    return {f"{w}_l0": getattr(block, f"{w}_l{layer}{suffix}") for w in WEIGHTS}
+
+
+def one_direction_template(block: nn.Module, layer: int, directions: int) -> nn.Module:
+    kwargs = dict(
+        input_size=block.input_size if layer == 0 else directions * block.hidden_size,
+        hidden_size=block.hidden_size,
+        num_layers=1,
+        batch_first=True,
+    )
+    if hasattr(block, "nonlinearity"):
+        kwargs["nonlinearity"] = block.nonlinearity
+    return type(block)(**kwargs)
+
+
+def run_unrolled(
+    template: nn.Module,
+    block: nn.Module,
+    layer: int,
+    directions: int,
+    x: Tensor,
+    lengths: Tensor,
+    state: Optional[State],
+) -> Tuple[Tensor, State, LayerTap]:
+    """``x`` [B, T, F] padded -> (outputs [B, T, D*H] zero at padding, final state as torch's
+    one-layer module returns it, the tap)."""
+    batch, steps = x.shape[0], x.shape[1]
+    valid = (torch.arange(steps)[None, :] < lengths[:, None]).to(x.device)
+    lstm = isinstance(block, nn.LSTM)
+    outputs, finals_h, finals_c, tapped = [], [], [], []
+    for d, suffix in enumerate(("", "_reverse")[:directions]):
+        params = layer_parameters(block, layer, suffix)
+        inputs = x if d == 0 else reverse_valid(x, lengths)
+        zeros = x.new_zeros(batch, block.hidden_size)
+        if state is None:
+            h, c = zeros, zeros
+        elif lstm:
+            h, c = state[0][d], state[1][d]
+        else:
+            h, c = state[d], zeros
+        hs: List[Tensor] = []
+        for t in range(steps):
+            hx = (h[None], c[None]) if lstm else h[None]
+            _, new = functional_call(template, params, (inputs[:, t : t + 1], hx))
+            keep = valid[:, t, None]
+            # The state fed to the next step and to the output is this tensor: its gradient is dL/dh_t.
+            h = torch.where(keep, new[0][0] if lstm else new[0], h)
+            if lstm:
+                c = torch.where(keep, new[1][0], c)
+            hs.append(h)
+        tapped.append(hs)
+        out = torch.stack(hs, 1) * valid[..., None]
+        outputs.append(out if d == 0 else reverse_valid(out, lengths))
+        finals_h.append(h)
+        finals_c.append(c)
+    final: State = (torch.stack(finals_h), torch.stack(finals_c)) if lstm else torch.stack(finals_h)
+    return torch.cat(outputs, -1), final, LayerTap(tapped, lengths)
+
+
+def state_gradients(loss: Tensor, taps: List[LayerTap]) -> List[Tensor]:
+    """``dL/dh_t`` per layer as [B, T, D*H] in time order (both directions at the original
+    step ``t``); zero where a state does not reach the loss. Leaves parameters' ``.grad`` alone."""
+    flat = [s for tap in taps for direction in tap.states for s in direction]
+    grads = torch.autograd.grad(loss, flat, allow_unused=True)
+    grads = [torch.zeros_like(s) if g is None else g for s, g in zip(flat, grads)]
+    out, i = [], 0
+    for tap in taps:
+        parts = []
+        for d, direction in enumerate(tap.states):
+            g = torch.stack(grads[i : i + len(direction)], 1)
+            i += len(direction)
+            parts.append(g if d == 0 else reverse_valid(g, tap.lengths))
+        out.append(torch.cat(parts, -1))
+    return out
