@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from rnnexp.models.module import RecurrentModule
+from rnnexp.models.step_logging import logs_this_step
 
 
 class SequenceClassifier(RecurrentModule):
-    """Batches are dicts with ``inputs``, ``lengths`` and ``targets`` [B]."""
+    """Batches are dicts with ``inputs``, ``lengths`` and ``targets`` [B].
+
+    Logs ``train/loss_step`` every ``log_every_n_steps`` steps, and per epoch
+    ``{train,val,test}/loss`` and ``/acc`` (sample-weighted over the whole epoch).
+    """
 
     many_to_one = True
     target_kind = "label"
@@ -18,21 +24,29 @@ class SequenceClassifier(RecurrentModule):
         super().__init__(*args, **kwargs)
         classes = self.hparams.num_classes
         # One metric object per stage: torchmetrics keeps state per object.
-        self.train_acc = MulticlassAccuracy(classes, average="micro")
-        self.val_acc = MulticlassAccuracy(classes, average="micro")
-        self.test_acc = MulticlassAccuracy(classes, average="micro")
+        for stage in ("train", "val", "test"):
+            setattr(self, f"{stage}_acc", MulticlassAccuracy(classes, average="micro"))
+            setattr(self, f"{stage}_loss", MeanMetric())
 
     def _step(self, batch, stage: str):
         logits, _ = self(batch["inputs"], batch["lengths"])
         targets = batch["targets"]
         loss = F.cross_entropy(logits, targets)
-        acc = getattr(self, f"{stage}_acc")
-        acc(logits, targets)
         size = targets.shape[0]
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, batch_size=size, on_step=on_step, on_epoch=True, prog_bar=True)
-        self.log(f"{stage}/acc", acc, batch_size=size, on_step=False, on_epoch=True, prog_bar=True)
+        getattr(self, f"{stage}_acc").update(logits.detach(), targets)
+        getattr(self, f"{stage}_loss").update(loss.detach(), size)
+        if stage == "train" and logs_this_step(self):
+            self.log("train/loss_step", loss, batch_size=size, on_step=True, on_epoch=False, prog_bar=True)
         return loss
+
+    def _log_epoch(self, stage: str) -> None:
+        loss, acc = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
+        if loss.update_count == 0:
+            return
+        self.log(f"{stage}/loss", loss.compute(), prog_bar=stage != "test")
+        self.log(f"{stage}/acc", acc.compute(), prog_bar=True)
+        loss.reset()
+        acc.reset()
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
@@ -42,3 +56,12 @@ class SequenceClassifier(RecurrentModule):
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")

@@ -12,13 +12,13 @@ next, so the whole validation text is read as one continuous text per stream.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Optional
 
 import torch
 
 from rnnexp.errors import ConfigError
 from rnnexp.models.backbone import detach_state
-from rnnexp.models.losses import sequence_loss_sum
 from rnnexp.models.tagger import SequenceTagger
 
 # Written into every checkpoint so rnnexp.generate can tell a language model from other models.
@@ -51,8 +51,8 @@ class LanguageModel(SequenceTagger):
             self.net.head.proj.weight = self.net.encoder.embedding.weight
         self._states: Dict[str, Optional[List[Any]]] = {}
 
-    def _step(self, batch, stage: str):
-        inputs, targets = batch["inputs"], batch["targets"]
+    def _logits(self, batch, stage: str):
+        inputs = batch["inputs"]
         carry = bool(batch.get("carry_state", False))
         state = self._states.get(stage) if carry else None
         if state is not None and _batch_size(state) != inputs.shape[0]:
@@ -60,25 +60,14 @@ class LanguageModel(SequenceTagger):
         logits, final = self(inputs, batch.get("lengths"), state)
         if carry:
             self._states[stage] = detach_state(final)
-        total, count = sequence_loss_sum(logits, targets, batch.get("weights"))
-        loss = total / count.clamp_min(1e-12)
-        acc = getattr(self, f"{stage}_acc")
-        acc(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-        getattr(self, f"{stage}_ce_sum").update(total.detach())
-        getattr(self, f"{stage}_tokens").update(count.detach())
-        if stage == "train":
-            self.log("train/loss_step", loss, batch_size=int(count), on_step=True, on_epoch=False, prog_bar=True)
-        self.log(f"{stage}/acc", acc, batch_size=targets.shape[0], on_step=False, on_epoch=True)
-        return loss
+        return logits
 
-    def _log_epoch(self, stage: str) -> None:
-        tokens = getattr(self, f"{stage}_tokens")
-        if tokens.update_count == 0:
-            return
-        ce_sum = getattr(self, f"{stage}_ce_sum")
-        bpc = ce_sum.compute() / tokens.compute().clamp_min(1e-12) / torch.log(torch.tensor(2.0))
-        super()._log_epoch(stage)
-        self.log(f"{stage}/bpc", bpc, prog_bar=stage == "val")
+    def _log_epoch(self, stage: str) -> Optional[torch.Tensor]:
+        mean = super()._log_epoch(stage)
+        if mean is not None:
+            # Characters are the tokens here: bits per character is bits per token under its usual name.
+            self.log(f"{stage}/bpc", mean / math.log(2), prog_bar=stage == "val")
+        return mean
 
     def on_train_epoch_start(self) -> None:
         self._states["train"] = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torchmetrics import SumMetric
@@ -10,6 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from rnnexp.models.losses import IGNORE_INDEX, sequence_loss_sum
 from rnnexp.models.module import RecurrentModule
+from rnnexp.models.step_logging import logs_this_step
 
 
 class SequenceTagger(RecurrentModule):
@@ -17,9 +19,10 @@ class SequenceTagger(RecurrentModule):
     and optionally ``weights`` [B, T] (``sequence_loss(weights=...)``).
 
     The loss is the token-weighted mean cross-entropy. Per epoch, ``{stage}/loss``,
-    ``{stage}/ppl`` and ``{stage}/bpt`` (bits per token) come from sums of cross-entropy
-    and token counts, so they are exact over the epoch and cannot overflow the way
-    ``torchmetrics.Perplexity`` does.
+    ``{stage}/acc``, ``{stage}/ppl`` and ``{stage}/bpt`` (bits per token) come from sums of
+    cross-entropy and token counts, so they are exact over the epoch and cannot overflow the
+    way ``torchmetrics.Perplexity`` does. ``train/loss_step`` is logged every
+    ``log_every_n_steps`` steps.
     """
 
     many_to_one = False
@@ -33,28 +36,36 @@ class SequenceTagger(RecurrentModule):
             setattr(self, f"{stage}_ce_sum", SumMetric())
             setattr(self, f"{stage}_tokens", SumMetric())
 
-    def _step(self, batch, stage: str):
+    def _logits(self, batch, stage: str):
+        """Logits [B, T, C] of a batch; the language model overrides this to carry state."""
         logits, _ = self(batch["inputs"], batch["lengths"])
+        return logits
+
+    def _step(self, batch, stage: str):
+        logits = self._logits(batch, stage)
         targets = batch["targets"]
         total, count = sequence_loss_sum(logits, targets, batch.get("weights"))
         loss = total / count.clamp_min(1e-12)
-        acc = getattr(self, f"{stage}_acc")
-        acc(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        getattr(self, f"{stage}_acc").update(logits.detach().reshape(-1, logits.shape[-1]), targets.reshape(-1))
         getattr(self, f"{stage}_ce_sum").update(total.detach())
         getattr(self, f"{stage}_tokens").update(count.detach())
-        if stage == "train":
+        if stage == "train" and logs_this_step(self):
             self.log("train/loss_step", loss, batch_size=int(count), on_step=True, on_epoch=False, prog_bar=True)
-        self.log(f"{stage}/acc", acc, batch_size=targets.shape[0], on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
-    def _log_epoch(self, stage: str) -> None:
-        ce_sum, tokens = getattr(self, f"{stage}_ce_sum"), getattr(self, f"{stage}_tokens")
+    def _log_epoch(self, stage: str) -> Optional[torch.Tensor]:
+        """Logs the epoch's metrics and returns its mean cross-entropy (None if the stage saw no batch)."""
+        ce_sum, tokens, acc = (getattr(self, f"{stage}_{name}") for name in ("ce_sum", "tokens", "acc"))
+        if tokens.update_count == 0:
+            return None
         mean = ce_sum.compute() / tokens.compute().clamp_min(1e-12)
         self.log(f"{stage}/loss", mean, prog_bar=True)
+        self.log(f"{stage}/acc", acc.compute(), prog_bar=stage != "train")
         self.log(f"{stage}/ppl", torch.exp(mean))
         self.log(f"{stage}/bpt", mean / math.log(2))
-        ce_sum.reset()
-        tokens.reset()
+        for metric in (ce_sum, tokens, acc):
+            metric.reset()
+        return mean
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
