@@ -75,16 +75,44 @@ def load_runs(root: Path) -> pd.DataFrame:
         if len(set(column)) > 1 and column not in seen:
             differing.append(key)
             seen.add(column)
+    states = _trial_states(root)
     rows = []
     for run, config, values in zip(runs, configs, metrics):
         row: Dict[str, Any] = {"run": str(run.relative_to(root)) if run != root else "."}
         row.update({k: config.get(k) for k in differing})
         row.update({f"{k}": v for k, v in sorted(values.items()) if isinstance(v, (int, float))})
         row["optimized_metric"] = config.get("optimized_metric")
+        # A run without metrics.json stopped early (pruned, failed, interrupted): its metrics are
+        # the last logged values, not final ones. An Optuna sweep's trials.csv says which.
+        finished = (run / "metrics.json").is_file()
+        row["status"] = states.get(str(run.resolve()), "complete" if finished else "unfinished")
         rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs["params"] = differing
+    table.attrs["direction"] = _direction(root, rows[0]["optimized_metric"])
     return table
+
+
+def _direction(root: Path, metric: Optional[str]) -> str:
+    """The sweep's direction (an Optuna sweep's multirun.yaml says it), else guessed from the metric name."""
+    path = root / "multirun.yaml"
+    if path.is_file():
+        sweeper = ((yaml.safe_load(path.read_text()) or {}).get("hydra") or {}).get("sweeper") or {}
+        if sweeper.get("direction") in ("minimize", "maximize"):
+            return sweeper["direction"]
+    return "maximize" if str(metric).endswith(("acc", "accuracy", "f1", "auc")) else "minimize"
+
+
+def _trial_states(root: Path) -> Dict[str, str]:
+    """Resolved job directory -> Optuna trial state ("complete", "pruned", "fail"), from trials.csv files."""
+    states: Dict[str, str] = {}
+    for path in root.rglob("trials.csv"):
+        frame = pd.read_csv(path)
+        if {"user_attrs_job_dir", "state"} <= set(frame.columns):
+            for job_dir, state in zip(frame["user_attrs_job_dir"], frame["state"]):
+                if isinstance(job_dir, str):
+                    states[str(Path(job_dir).resolve())] = str(state).lower()
+    return states
 
 
 def _last_metrics(run: Path) -> Dict[str, float]:
@@ -97,7 +125,7 @@ def summary_columns(table: pd.DataFrame) -> List[str]:
     """The table to print: the run, its differing parameters, validation/test metrics and fit time."""
     params = table.attrs.get("params", [])
     metrics = [c for c in table.columns if c.startswith(("val/", "test/")) or c == "fit_seconds"]
-    return ["run", *params, *metrics]
+    return ["run", *params, *metrics, "status"]
 
 
 def to_markdown(table: pd.DataFrame, columns: Sequence[str]) -> str:
@@ -160,28 +188,51 @@ def plot_sweep(table: pd.DataFrame, out: Path) -> Optional[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import MaxNLocator
+
     names = table["optimized_metric"].dropna().unique()
     metric = str(names[0]) if len(names) else "val/loss"
     params = [p for p in table.attrs.get("params", []) if p != "optimized_metric"]
     if len(table) < 2 or metric not in table.columns or not params:
         return None
-    fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.4), squeeze=False)
+    y = pd.to_numeric(table[metric], errors="coerce")
+    done = (table["status"] == "complete").to_numpy()
+    finished = y.where(done)
+    best = None
+    if finished.notna().any():
+        best = finished.idxmax() if table.attrs.get("direction") == "maximize" else finished.idxmin()
+    cols = min(4, len(params))
+    rows = math.ceil(len(params) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.4 * rows), squeeze=False)
     for ax, param in zip(axes.flat, params):
         values = table[param]
         numeric = pd.to_numeric(values, errors="coerce")
         if numeric.notna().all() and not values.map(lambda v: isinstance(v, bool)).any():
-            ax.scatter(numeric, table[metric])
+            x = numeric
             positive = numeric[numeric > 0]
-            if len(positive) == len(numeric) and positive.max() / positive.min() > 100:
-                ax.set_xscale("log")
+            if len(positive) == len(numeric) and positive.max() / positive.min() > 20:
+                ax.set_xscale("log")  # learning rates and the like are searched on a log scale
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(5, integer=bool((numeric == numeric.round()).all())))
         else:
-            labels = values.astype(str)
+            # Not astype(str): pandas 3 keeps missing values (a key some runs lack) as NaN there.
+            labels = values.map(lambda v: "null" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
             order = sorted(labels.unique())
-            ax.scatter([order.index(v) for v in labels], table[metric])
+            x = pd.Series([order.index(v) for v in labels], index=table.index)
             ax.set_xticks(range(len(order)), order, rotation=30)
+            ax.set_xlim(-0.5, len(order) - 0.5)
+        if done.any():
+            ax.scatter(x[done], y[done], color="C0", label="complete")
+        if (~done).any():  # last logged value of a pruned or failed run: hollow
+            ax.scatter(x[~done], y[~done], facecolors="none", edgecolors="C1", label="stopped early")
+        if best is not None:
+            ax.scatter([x[best]], [y[best]], marker="*", s=200, color="C3", label="best", zorder=3)
         ax.set_xlabel(param)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(params):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     path = out / "sweep.png"
     fig.savefig(path, dpi=100)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import yaml
 import pytest
 
 from rnnexp.cli import run_app
@@ -26,6 +27,7 @@ def test_report_of_a_two_job_multirun(tmp_path):
     assert table["run"].astype(str).tolist() == ["0", "1"]
     assert table["optimizer.lr"].tolist() == [0.01, 0.05]  # the one config difference
     assert "seed" not in table.columns and "paths.output_dir" not in table.columns
+    assert table["status"].tolist() == ["complete", "complete"]
     for job in (0, 1):
         metrics = json.loads((sweep / str(job) / "metrics.json").read_text())
         assert table.loc[job, "val/loss"] == pytest.approx(metrics["val/loss"])
@@ -48,3 +50,25 @@ def test_a_directory_without_runs_is_one_line(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         run_app(lambda: main([str(tmp_path)]))
     assert "no runs under" in capsys.readouterr().err
+
+
+def test_report_of_runs_with_different_keys_and_one_that_stopped_early(tmp_path):
+    # Hand-made run directories (no training): run "b" lacks a config key and never wrote metrics.json.
+    runs = {"a": ({"model": {"cell": "lstm", "extra": 1}, "optimized_metric": "val/loss"}, {"val/loss": 0.5}),
+            "b": ({"model": {"cell": "gru"}, "optimized_metric": "val/loss"}, None),
+            "c": ({"model": {"cell": "gru", "extra": 2}, "optimized_metric": "val/loss"}, {"val/loss": 0.7})}
+    for name, (config, metrics) in runs.items():
+        run = tmp_path / "sweep" / name
+        (run / "csv").mkdir(parents=True)
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        pd.DataFrame({"epoch": [0, 1], "step": [4, 9], "val/loss": [0.9, 0.8]}).to_csv(run / "csv" / "metrics.csv",
+                                                                                      index=False)
+        if metrics:
+            (run / "metrics.json").write_text(json.dumps(metrics))
+
+    files = report(tmp_path / "sweep", tmp_path / "report")
+    table = pd.read_csv(files["csv"])
+    assert table["status"].tolist() == ["complete", "unfinished", "complete"]
+    assert table["val/loss"].tolist() == [0.5, 0.8, 0.7]  # b: its last logged value
+    assert table["model.extra"].isna().tolist() == [False, True, False]
+    assert {"learning_curves", "sweep", "html"} <= set(files)

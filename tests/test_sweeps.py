@@ -67,6 +67,16 @@ def test_a_three_trial_sweep_runs_end_to_end(tmp_path):
     assert cfg.model.hidden_size == best.params["model.hidden_size"]
     assert cfg.model.cell == best.params["cell"]
 
+    # The report of the sweep: one row per trial, the metric against each swept parameter.
+    from rnnexp.report import report
+
+    files = report(sweep, tmp_path / "report")
+    table = pd.read_csv(files["csv"])
+    assert table["run"].tolist() == [0, 1, 2] and set(table["status"]) == {"complete"}
+    assert {"model.cell", "model.hidden_size", "optimizer.lr"} <= set(table.columns)
+    assert table["val/loss"].tolist() == pytest.approx([t.value for t in study.trials])
+    assert "sweep" in files and files["sweep"].stat().st_size > 0
+
 
 @pytest.mark.slow
 def test_two_workers_share_one_study_and_stop_at_n_trials(tmp_path):
@@ -109,6 +119,18 @@ def test_a_failing_trial_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
     assert set(trials.loc[[0.01, 0.02], "state"]) == {"COMPLETE"}
     best = yaml.safe_load((sweep / "best_experiment.yaml").read_text())
     assert best["optimizer"]["lr"] in (0.01, 0.02)
+
+
+@pytest.mark.slow
+def test_the_pruner_stops_a_poor_trial_after_its_first_validation(tmp_path):
+    # A pruner that prunes every trial; the dict replaces the config's MedianPruner (null first, then the new one).
+    result, sweep = _sweep(tmp_path, "hydra.sweeper.n_trials=1", "trainer.max_epochs=3", "hydra.sweeper.pruner=null",
+                           "hydra.sweeper.pruner={_target_: optuna.pruners.ThresholdPruner, upper: 0.0}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (trial,) = _study(f"sqlite:///{sweep / 'optuna.db'}").trials
+    assert trial.state == TrialState.PRUNED and list(trial.intermediate_values) == [0]  # 1 of 3 epochs
+    assert "No trial completed" in result.stdout + result.stderr and not (sweep / "0" / "metrics.json").exists()
+    assert pd.read_csv(sweep / "trials.csv").state.tolist() == ["PRUNED"]
 
 
 @pytest.mark.slow

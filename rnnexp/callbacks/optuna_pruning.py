@@ -18,7 +18,10 @@ class OptunaPruning(pl.Callback):
     def __init__(self, trial, monitor: str) -> None:
         self.trial, self.monitor = trial, monitor
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+    # on_validation_end, not on_validation_epoch_end: Lightning puts the epoch's aggregated
+    # metrics into callback_metrics only after the epoch-end hooks, so there they are still
+    # the previous epoch's (ModelCheckpoint and optuna-integration read them here too).
+    def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get(self.monitor)
