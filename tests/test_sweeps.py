@@ -197,7 +197,11 @@ def _samples(spec: dict):
         return list(spec["values"])
     if "value" in spec:
         return [spec["value"]]
-    return [spec["min"], spec["max"]]
+    low, high = spec["min"], spec["max"]
+    if spec.get("distribution", "").startswith("int"):
+        return [low, (low + high) // 2, high]
+    middle = math.sqrt(low * high) if "log" in spec.get("distribution", "") else (low + high) / 2
+    return [low, middle, high]  # the middle one has many digits, as the agent passes them
 
 
 @pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: p.stem)
@@ -224,6 +228,27 @@ def test_every_wandb_sweep_parameter_is_a_valid_override(path, tmp_path):
             for part in key.split("."):
                 got = got[part]
             assert got == value or (isinstance(value, float) and math.isclose(got, value))
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: p.stem)
+def test_every_wandb_sweep_is_the_same_search_as_its_optuna_config(path):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    name = path.stem.replace("_wandb", "_optuna")
+    optuna_cfg = yaml.safe_load((CONF / "hparams_search" / f"{name}.yaml").read_text())
+    sweep = yaml.safe_load(path.read_text())
+    params = optuna_cfg["hydra"]["sweeper"]["params"]
+    assert set(sweep["parameters"]) == set(params)
+    assert sweep["metric"]["name"] == optuna_cfg["optimized_metric"]
+    assert sweep["metric"]["goal"] == optuna_cfg["hydra"]["sweeper"]["direction"]
+    parser = OverridesParser.create()
+    for key, text in params.items():
+        dist, spec = distribution(parser.parse_override(f"{key}={text}")), sweep["parameters"][key]
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            assert list(spec["values"]) == list(dist.choices), key
+        else:
+            kind = "log_uniform_values" if dist.log else ("int_uniform" if isinstance(dist, optuna.distributions.IntDistribution) else "uniform")
+            assert (spec["distribution"], spec["min"], spec["max"]) == (kind, dist.low, dist.high), key
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "hparams_search").glob("*.yaml")))

@@ -158,7 +158,8 @@ class RnnexpOptunaSweeper(Sweeper):
             study_name=study_name,
             storage=open_storage(url),
             sampler=instantiate_or_none(self.sampler_spec),
-            pruner=instantiate_or_none(self.pruner_spec),
+            # null means no pruning (Optuna's own default for None would be a MedianPruner).
+            pruner=instantiate_or_none(self.pruner_spec) or optuna.pruners.NopPruner(),
             direction=self.direction,
             load_if_exists=True,
         )
