@@ -41,8 +41,11 @@ def gradient_norms_through_time(pl_module: pl.LightningModule, batch: Any) -> Te
                           "needs an rnnexp RecurrentModule (a RecurrentBackbone and diagnostic_loss)")
     was_training = pl_module.training
     pl_module.eval()
+    # Forked RNG: building the one-step modules draws initial weights, which must not shift
+    # the dropout masks and shuffling of the training run that follows.
+    devices = [pl_module.device] if pl_module.device.type == "cuda" else []
     try:
-        with torch.enable_grad(), backbone.record_states() as taps:
+        with torch.random.fork_rng(devices=devices), torch.enable_grad(), backbone.record_states() as taps:
             loss = pl_module.diagnostic_loss(batch)
             grads = state_gradients(loss, taps)
     finally:
