@@ -14,6 +14,7 @@ import logging
 import netrc
 import os
 import socket
+import urllib.request
 from pathlib import Path
 from typing import Any, Optional, Sequence
 from urllib.parse import urlparse
@@ -43,8 +44,14 @@ def has_api_key(base_url: Optional[str] = None) -> bool:
 
 
 def reachable(base_url: Optional[str] = None, timeout: float = 1.5) -> bool:
-    """Whether a TCP connection to the wandb server opens within ``timeout`` seconds."""
+    """Whether a TCP connection to the wandb server, or to the proxy that reaches it
+    (``HTTPS_PROXY``/``HTTP_PROXY``, unless ``NO_PROXY`` covers the host), opens within ``timeout`` seconds."""
     url = urlparse(base_url or _base_url())
+    # Behind a proxy the server itself is often not reachable directly, though wandb (which
+    # honours the proxy variables) would reach it: check the proxy instead.
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         with socket.create_connection((url.hostname or "", port), timeout=timeout):

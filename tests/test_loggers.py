@@ -20,6 +20,14 @@ from tests.conftest import ROOT, compose_config
 from tests.wandb_reader import read_run
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+    """The server checks below use localhost ports; a proxy in the environment would be checked instead."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.lower(), raising=False)
+
+
 def _wandb_runs(run_dir: Path):
     return sorted((run_dir / "wandb").glob("offline-run-*"))
 
@@ -190,6 +198,20 @@ def test_online_without_a_reachable_server_falls_back_to_offline_at_once(monkeyp
     start = time.perf_counter()
     assert resolve_mode("online", timeout=1.5) == "offline"
     assert time.perf_counter() - start < 5
+
+
+def test_the_server_check_goes_through_a_configured_proxy(monkeypatch):
+    from rnnexp.loggers import reachable
+
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        server = "https://api.wandb.invalid"  # not resolvable: only the proxy can reach it
+        assert not reachable(server, timeout=1)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        assert reachable(server, timeout=1)
+        monkeypatch.setenv("NO_PROXY", "api.wandb.invalid")
+        assert not reachable(server, timeout=1)
 
 
 def test_a_bad_mode_is_one_clear_error():
