@@ -181,6 +181,31 @@ def plot_learning_curves(root: Path, table: pd.DataFrame, out: Path) -> Optional
     return path
 
 
+def _metric(table: pd.DataFrame) -> str:
+    names = table["optimized_metric"].dropna().unique()
+    return str(names[0]) if len(names) else "val/loss"
+
+
+def best_run(table: pd.DataFrame) -> Optional[Any]:
+    """The index of the best complete run by the optimized metric, or None."""
+    metric = _metric(table)
+    if metric not in table.columns:
+        return None
+    values = pd.to_numeric(table[metric], errors="coerce").where(table["status"] == "complete")
+    if not values.notna().any():
+        return None
+    return values.idxmax() if table.attrs.get("direction") == "maximize" else values.idxmin()
+
+
+def _best_line(table: pd.DataFrame) -> str:
+    best = best_run(table)
+    if best is None or len(table) < 2:
+        return ""
+    metric, params = _metric(table), table.attrs.get("params", [])
+    settings = ", ".join(f"{p}={table.loc[best, p]}" for p in params if p != "optimized_metric")
+    return f"Best run: {table.loc[best, 'run']} ({metric}={table.loc[best, metric]:.6g}{'; ' + settings if settings else ''})"
+
+
 def plot_sweep(table: pd.DataFrame, out: Path) -> Optional[Path]:
     """The optimized metric against each parameter that varies between the runs."""
     import matplotlib
@@ -190,17 +215,13 @@ def plot_sweep(table: pd.DataFrame, out: Path) -> Optional[Path]:
 
     from matplotlib.ticker import MaxNLocator
 
-    names = table["optimized_metric"].dropna().unique()
-    metric = str(names[0]) if len(names) else "val/loss"
+    metric = _metric(table)
     params = [p for p in table.attrs.get("params", []) if p != "optimized_metric"]
     if len(table) < 2 or metric not in table.columns or not params:
         return None
     y = pd.to_numeric(table[metric], errors="coerce")
     done = (table["status"] == "complete").to_numpy()
-    finished = y.where(done)
-    best = None
-    if finished.notna().any():
-        best = finished.idxmax() if table.attrs.get("direction") == "maximize" else finished.idxmin()
+    best = best_run(table)
     cols = min(4, len(params))
     rows = math.ceil(len(params) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.4 * rows), squeeze=False)
@@ -244,7 +265,7 @@ def write_html(table: pd.DataFrame, columns: Sequence[str], images: Sequence[Pat
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>", f"<p>{len(table)} runs</p>",
+             f"<h1>{html.escape(title)}</h1>", f"<p>{len(table)} runs. {html.escape(_best_line(table))}</p>",
              table[list(columns)].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")]
     for image in images:
         data = base64.b64encode(image.read_bytes()).decode()
@@ -268,6 +289,8 @@ def report(root: Path, out: Optional[Path] = None) -> Dict[str, Path]:
     markdown = to_markdown(table, columns)
     files["markdown"].write_text(markdown + "\n")
     print(markdown)
+    if _best_line(table):
+        print("\n" + _best_line(table))
     images = [p for p in (plot_learning_curves(root, table, out), plot_sweep(table, out)) if p]
     for image in images:
         files[image.stem] = image

@@ -61,14 +61,17 @@ def test_report_of_runs_with_different_keys_and_one_that_stopped_early(tmp_path)
         run = tmp_path / "sweep" / name
         (run / "csv").mkdir(parents=True)
         (run / "config.yaml").write_text(yaml.safe_dump(config))
-        pd.DataFrame({"epoch": [0, 1], "step": [4, 9], "val/loss": [0.9, 0.8]}).to_csv(run / "csv" / "metrics.csv",
-                                                                                      index=False)
+        last = 0.3 if name == "b" else 0.8
+        pd.DataFrame({"epoch": [0, 1], "step": [4, 9], "val/loss": [0.9, last]}).to_csv(run / "csv" / "metrics.csv",
+                                                                                       index=False)
         if metrics:
             (run / "metrics.json").write_text(json.dumps(metrics))
 
     files = report(tmp_path / "sweep", tmp_path / "report")
     table = pd.read_csv(files["csv"])
     assert table["status"].tolist() == ["complete", "unfinished", "complete"]
-    assert table["val/loss"].tolist() == [0.5, 0.8, 0.7]  # b: its last logged value
+    assert table["val/loss"].tolist() == [0.5, 0.3, 0.7]  # b: its last logged value
     assert table["model.extra"].isna().tolist() == [False, True, False]
     assert {"learning_curves", "sweep", "html"} <= set(files)
+    # The best complete run, not b (its 0.3 is the value of a run that stopped early).
+    assert "Best run: a (val/loss=0.5; model.cell=lstm" in (tmp_path / "report" / "report.html").read_text()
