@@ -146,11 +146,18 @@ def plot_learning_curves(root: Path, table: pd.DataFrame, out: Path) -> Optional
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frames = {}
-    for name in table["run"]:
+    from matplotlib.ticker import MaxNLocator
+
+    frames, labels = {}, {}
+    params = [p for p in table.attrs.get("params", []) if p != "optimized_metric"][:3]
+    for _, row in table.iterrows():
+        name = row["run"]
         path = (root / name / "csv" / "metrics.csv")
         if path.is_file():
             frames[name] = pd.read_csv(path)
+            # "3: lr=0.01, cell=gru": which run is which, without the table beside the plot.
+            settings = ", ".join(f"{p.rsplit('.', 1)[-1]}={_short(row[p])}" for p in params)
+            labels[name] = f"{name}: {settings}" if settings else str(name)
     if not frames:
         return None
     present = {c for f in frames.values() for c in f.columns if f[c].notna().sum() > 1}
@@ -161,20 +168,29 @@ def plot_learning_curves(root: Path, table: pd.DataFrame, out: Path) -> Optional
         return None
     cols = min(3, len(curves))
     rows = math.ceil(len(curves) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False, layout="constrained")
     for ax, metric in zip(axes.flat, curves):
         for name, frame in frames.items():
             if metric in frame.columns:
                 points = frame[["step", metric]].dropna()
-                ax.plot(points["step"], points[metric], marker="." if len(points) < 30 else None, label=name)
+                ax.plot(points["step"], points[metric], marker="." if len(points) < 30 else None, label=labels[name])
         ax.set_title(metric)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(6, integer=True))
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(curves):]:
+    spare = list(axes.flat)[len(curves):]
+    for ax in spare:
         ax.axis("off")
-    if len(frames) <= 12:
-        axes.flat[0].legend(fontsize=7, title="run", title_fontsize=7)
-    fig.tight_layout()
+    if 1 < len(frames) <= 12:
+        handles = {}
+        for ax in list(axes.flat)[:len(curves)]:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(label, handle)
+        # In an empty panel when there is one, else below the plots: never over the curves.
+        if spare:
+            spare[0].legend(handles.values(), handles.keys(), loc="upper left", fontsize=8, title="run")
+        else:
+            fig.legend(handles.values(), handles.keys(), loc="outside lower center", fontsize=8, ncol=2, title="run")
     path = out / "learning_curves.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -204,6 +220,12 @@ def _best_line(table: pd.DataFrame) -> str:
     metric, params = _metric(table), table.attrs.get("params", [])
     settings = ", ".join(f"{p}={table.loc[best, p]}" for p in params if p != "optimized_metric")
     return f"Best run: {table.loc[best, 'run']} ({metric}={table.loc[best, metric]:.6g}{'; ' + settings if settings else ''})"
+
+
+def _short(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "null"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def plot_sweep(table: pd.DataFrame, out: Path) -> Optional[Path]:
