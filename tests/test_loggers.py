@@ -217,3 +217,22 @@ def test_the_server_check_goes_through_a_configured_proxy(monkeypatch):
 def test_a_bad_mode_is_one_clear_error():
     with pytest.raises(UserError, match="logger.wandb.mode='sometimes'"):
         resolve_mode("sometimes")
+
+
+def test_logger_none_runs_without_any_logger(tmp_path):
+    # Lightning's LearningRateMonitor raises without a logger: logger=none switches it off.
+    cfg = compose_config(["logger=none", "debug=limit", "trainer.max_epochs=1", "test=false",
+                          "trainer.enable_progress_bar=false"], tmp_path)
+    assert "logger" not in cfg and cfg.callbacks.learning_rate_monitor is None
+    run(cfg)
+    assert (tmp_path / "metrics.json").is_file()
+    assert not any((tmp_path / d).exists() for d in ("csv", "tensorboard", "wandb"))
+
+
+@pytest.mark.parametrize("choice,names", [("csv", ["csv"]), ("tensorboard", ["tensorboard"]), ("wandb", ["wandb"]),
+                                          ("many", ["csv", "tensorboard", "wandb"])])
+def test_every_logger_choice_writes_inside_the_run_directory(choice, names, tmp_path):
+    cfg = compose_config([f"logger={choice}"], tmp_path)
+    assert sorted(cfg.logger) == names
+    assert {cfg.logger[n].save_dir for n in names} == {str(tmp_path)}
+    assert cfg.callbacks.learning_rate_monitor is not None
