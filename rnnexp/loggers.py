@@ -126,9 +126,18 @@ def wandb_logger(
 
 
 def finish_wandb(failed: bool = False) -> None:
-    """Close the current wandb run, if any, so the next job of a multirun starts its own."""
+    """Close the current wandb run, if any, so the next job of a multirun starts its own.
+
+    Called from a ``finally``: a job stopped by an Optuna pruner (``optuna.TrialPruned``, the
+    exception being handled) is not a crash, so its run ends as finished with a ``pruned`` tag.
+    """
     import sys
 
     wandb = sys.modules.get("wandb")  # never import wandb just to find there is no run
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish(exit_code=1 if failed else 0)
+    if wandb is None or getattr(wandb, "run", None) is None:
+        return
+    optuna = sys.modules.get("optuna")
+    if failed and optuna is not None and isinstance(sys.exc_info()[1], optuna.TrialPruned):
+        wandb.run.tags = (*(wandb.run.tags or ()), "pruned")
+        failed = False
+    wandb.finish(exit_code=1 if failed else 0)

@@ -150,6 +150,22 @@ def test_a_failing_job_still_finishes_its_wandb_run(tmp_path):
     assert read_run(wandb_dir)["exit_code"] == 1
 
 
+def test_a_pruned_trial_ends_its_wandb_run_as_finished_and_tagged(tmp_path):
+    import optuna
+
+    from rnnexp.loggers import finish_wandb, wandb_logger
+
+    wandb_logger(mode="offline", save_dir=str(tmp_path), tags=["sweep"]).experiment.log({"val/loss": 1.0})
+    with pytest.raises(optuna.TrialPruned):
+        try:
+            raise optuna.TrialPruned("pruned at epoch 0")
+        finally:  # as in rnnexp.train.run
+            finish_wandb(failed=True)
+    (wandb_dir,) = _wandb_runs(tmp_path)
+    recorded = read_run(wandb_dir)
+    assert recorded["exit_code"] == 0 and list(recorded["run"].tags) == ["sweep", "pruned"]
+
+
 @pytest.mark.slow
 def test_multirun_jobs_get_their_own_wandb_runs_offline_without_a_key_or_a_prompt(tmp_path):
     home = tmp_path / "home"
