@@ -98,12 +98,26 @@ def test_two_workers_share_one_study_and_stop_at_n_trials(tmp_path):
     # every trial ran once, in one of the workers
     assert sorted(int(p.name) for p in jobs) == sorted(t.number for t in counted)
 
+    # A worker killed mid-trial (its heartbeat stopped) and one stopped with Ctrl-C (the trial
+    # failed without an error) leave trials that the rerun replaces instead of counting them.
+    from hydra_plugins.rnnexp_optuna_sweeper.study import open_storage
+
+    storage = open_storage(url, heartbeat_interval=1, grace_period=1)
+    killed = optuna.load_study(study_name="toy_optuna", storage=storage).ask()
+    storage.record_heartbeat(killed._trial_id)
+    stopped = _study(url).ask()
+    stopped.set_user_attr("interrupted", True)
+    _study(url).tell(stopped, state=TrialState.FAIL)
+
     # A rerun with a larger budget resumes the same study instead of starting over.
     result = run_cli("-m", "hparams_search=toy_optuna", *FAST, "hydra.sweeper.n_trials=4",
+                     "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=1",
                      f"hydra.sweeper.storage={url}", f"hydra.sweep.dir={tmp_path / 'resumed'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list((tmp_path / "resumed").glob("[0-9]*"))) == 1
-    assert len([t for t in _study(url).trials if not t.user_attrs.get("surplus")]) == 4
+    trials = _study(url).trials
+    assert trials[killed.number].state == TrialState.FAIL  # no longer RUNNING forever
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 4
 
 
 @pytest.mark.slow

@@ -20,6 +20,11 @@ class RnnexpOptunaSweeperConf:
     n_trials: int = 20                        # trials in the study in total, over all workers and reruns
     n_jobs: int = 1                           # trials asked for and launched together (parallel launchers)
     max_failure_rate: float = 0.5             # abort once more than this share of n_trials have failed
+    # A running trial whose sweeper sends no heartbeat for grace_period seconds (default 2 x the
+    # interval; the worker was killed) is failed by the next worker or rerun, and run again
+    # there; null: never (a killed worker's trial stays RUNNING in the study).
+    heartbeat_interval: Optional[int] = 60
+    grace_period: Optional[int] = None
     sampler: Any = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": 42})
     # Reads the optimized metric after every validation epoch; null turns pruning off.
     pruner: Any = field(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
@@ -22,18 +23,23 @@ def storage_url(storage: Optional[str], sweep_dir: str) -> str:
     return f"sqlite:///{(Path(sweep_dir) / 'optuna.db').resolve()}"
 
 
-def open_storage(url: str, attempts: int = 5):
+def open_storage(url: str, attempts: int = 5, heartbeat_interval: Optional[int] = None,
+                 grace_period: Optional[int] = None):
     import optuna
     from sqlalchemy.exc import IntegrityError, OperationalError
 
-    kwargs = {}
+    kwargs: dict = {}
+    if heartbeat_interval:
+        kwargs.update(heartbeat_interval=int(heartbeat_interval), grace_period=grace_period)
     if url.startswith("sqlite"):
         Path(url.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
         # Several workers on one SQLite file wait for each other's writes instead of failing.
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(url, **kwargs)
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **kwargs)
         except (OperationalError, IntegrityError):
             # Workers started together on a new database race to create its tables and
             # version stamp; the loser finds them made on the next attempt.

@@ -9,9 +9,11 @@ pruner is a pruned trial. More than ``max_failure_rate * n_trials`` failures abo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -98,6 +100,8 @@ class RnnexpOptunaSweeper(Sweeper):
         n_trials: int = 20,
         n_jobs: int = 1,
         max_failure_rate: float = 0.5,
+        heartbeat_interval: Optional[int] = 60,
+        grace_period: Optional[int] = None,
         sampler: Any = None,
         pruner: Any = None,
         params: Optional[Dict[str, Any]] = None,
@@ -107,10 +111,14 @@ class RnnexpOptunaSweeper(Sweeper):
         for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"hydra.sweeper.{key}", value, "must be an integer >= 1")
+        for key, value in (("heartbeat_interval", heartbeat_interval), ("grace_period", grace_period)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"hydra.sweeper.{key}", value, "must be null or an integer >= 1 (seconds)")
         if not 0.0 <= float(max_failure_rate) <= 1.0:
             raise ConfigError("hydra.sweeper.max_failure_rate", max_failure_rate, "must be in [0, 1]")
         self.study_name, self.storage, self.direction = study_name, storage, direction
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, float(max_failure_rate)
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.sampler_spec, self.pruner_spec = sampler, pruner
         self.params = dict(params or {})
         self.config: Optional[DictConfig] = None
@@ -142,6 +150,8 @@ class RnnexpOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         import optuna
+        # The heartbeat thread study.optimize runs around each trial; ask/tell has to start it itself.
+        from optuna.storages._heartbeat import get_heartbeat_thread
         from optuna.trial import TrialState
 
         assert self.config is not None and self.launcher is not None
@@ -154,9 +164,10 @@ class RnnexpOptunaSweeper(Sweeper):
 
         study_name = self.study_name or str(self.config.task_name)
         url = storage_url(self.storage, str(sweep_dir))
+        storage = open_storage(url, heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period)
         study = optuna.create_study(
             study_name=study_name,
-            storage=open_storage(url),
+            storage=storage,
             sampler=instantiate_or_none(self.sampler_spec),
             # null means no pruning (Optuna's own default for None would be a MedianPruner).
             pruner=instantiate_or_none(self.pruner_spec) or optuna.pruners.NopPruner(),
@@ -174,6 +185,10 @@ class RnnexpOptunaSweeper(Sweeper):
         validated = False
         self._exhausted = False
         while not self._exhausted:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # Trials of killed workers (no heartbeat for grace_period) become FAIL, not counted.
+                optuna.storages.fail_stale_trials(study)
             left = self.n_trials - len(self._counted(study))
             if left <= 0:
                 break
@@ -201,16 +216,20 @@ class RnnexpOptunaSweeper(Sweeper):
                     self.validate_batch_is_legal([overrides[t.number] for t in batch])
                     validated = True
                 for run in consecutive_runs(batch):
-                    returns = self.launcher.launch([overrides[t.number] for t in run], initial_job_idx=run[0].number)
+                    with contextlib.ExitStack() as beats:  # "this trial is alive", every heartbeat_interval
+                        for t in run:
+                            beats.enter_context(get_heartbeat_thread(t._trial_id, storage))
+                        returns = self.launcher.launch([overrides[t.number] for t in run],
+                                                       initial_job_idx=run[0].number)
                     for trial, ret in zip(run, returns):
                         self._tell(study, trial, ret)
             except BaseException:
                 for t in batch:  # a stopped sweep leaves no trial RUNNING forever
                     if study._storage.get_trial(t._trial_id).state == TrialState.RUNNING:
+                        t.set_user_attr("interrupted", True)
                         self._tell_study(study, t, state=TrialState.FAIL)
                 raise
-            failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                      if not t.user_attrs.get(SURPLUS)]
+            failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if "error" in t.user_attrs]
             if len(failed) > self.max_failure_rate * self.n_trials:
                 write_trials_csv(study, sweep_dir)
                 last = failed[-1].user_attrs.get("error", "see the trial logs")
@@ -222,8 +241,13 @@ class RnnexpOptunaSweeper(Sweeper):
 
     @staticmethod
     def _counted(study, up_to: Optional[int] = None) -> list:
+        """The trials that use up n_trials: all but those that never ran to an outcome (surplus,
+        interrupted, or left by a killed worker: FAIL without an ``error``), which a rerun replaces."""
+        from optuna.trial import TrialState
+
         return [t for t in study.get_trials(deepcopy=False)
-                if not t.user_attrs.get(SURPLUS) and (up_to is None or t.number <= up_to)]
+                if not (t.state == TrialState.FAIL and "error" not in t.user_attrs)
+                and (up_to is None or t.number <= up_to)]
 
     def _tell_study(self, study, trial, *args, **kwargs) -> None:
         try:
