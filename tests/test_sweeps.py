@@ -286,3 +286,14 @@ def _has(cfg, dotted: str) -> bool:
     from omegaconf import OmegaConf
 
     return OmegaConf.select(cfg, dotted, default="__missing__") != "__missing__"
+
+
+def test_a_result_for_a_trial_another_worker_already_failed_is_dropped_not_fatal():
+    study = optuna.create_study()
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    study.tell(trial, state=TrialState.FAIL)  # as fail_stale_trials does after a late heartbeat
+    for status, value in [(JobStatus.COMPLETED, 0.5), (JobStatus.FAILED, ValueError("boom"))]:
+        ret = JobReturn(status=status)
+        ret.return_value = value
+        RnnexpOptunaSweeper()._tell(study, trial, ret)
+        assert study.trials[0].state == TrialState.FAIL

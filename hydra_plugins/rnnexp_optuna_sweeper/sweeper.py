@@ -252,6 +252,12 @@ class RnnexpOptunaSweeper(Sweeper):
     def _tell_study(self, study, trial, *args, **kwargs) -> None:
         try:
             study.tell(trial, *args, **kwargs)
+        except ValueError as exc:
+            # Another worker failed this trial as stale (its heartbeat was late): keep its verdict.
+            if "Cannot tell a" not in str(exc):
+                raise
+            log.warning("Trial %d was already finished by another worker (%s); its result is dropped",
+                        trial.number, exc)
         except RuntimeError as exc:
             # Grid and brute-force samplers call study.stop() once every point has been tried,
             # which Optuna allows only inside study.optimize (the trial is stored all the same).
@@ -260,13 +266,22 @@ class RnnexpOptunaSweeper(Sweeper):
             log.info("The sampler has tried every point of the search space; the sweep ends")
             self._exhausted = True
 
+    @staticmethod
+    def _set_attr(trial, key: str, value: Any) -> None:
+        import optuna
+
+        try:
+            trial.set_user_attr(key, value)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # failed as stale by another worker meanwhile; _tell_study says so
+
     def _tell(self, study, trial, ret) -> None:
         import optuna
         from optuna.trial import TrialState
 
         job_dir = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir") if ret.hydra_cfg else None
         if job_dir:
-            trial.set_user_attr("job_dir", str(job_dir))
+            self._set_attr(trial, "job_dir", str(job_dir))
         if ret.status == JobStatus.COMPLETED:
             value = ret._return_value
             try:
@@ -288,7 +303,7 @@ class RnnexpOptunaSweeper(Sweeper):
             error = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
             if not isinstance(exc, UserError):  # a bug: keep its traceback in the sweep log
                 log.warning("Trial %d raised", trial.number, exc_info=(type(exc), exc, exc.__traceback__))
-        trial.set_user_attr("error", error)
+        self._set_attr(trial, "error", error)
         self._tell_study(study, trial, state=TrialState.FAIL)
         log.warning("Trial %d failed: %s", trial.number, error)
 
