@@ -9,17 +9,26 @@ from the user still shows everything.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
 from typing import Callable, Optional
 
-from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
+from hydra.errors import (
+    ConfigCompositionException,
+    HydraException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
 from omegaconf.errors import OmegaConfBaseException
 
 from rnnexp.errors import ConfigError, UserError
 
 EXIT_USER_ERROR = 2
+# Errors creating a run directory or writing into it that the user fixes by picking another place.
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENOSPC, errno.EDQUOT}
 
 
 def _chain(exc: BaseException):
@@ -46,6 +55,15 @@ def describe(exc: BaseException) -> Optional[str]:
         if isinstance(e, UserError):
             return str(e)
     for e in chain:
+        if isinstance(e, OSError) and e.errno in _UNWRITABLE and e.filename:
+            return (f"cannot write {e.filename}: {e.strerror}; choose a writable folder with "
+                    "paths.log_dir=<dir> (or hydra.run.dir=<dir>)")
+        if isinstance(e, InstantiationException) and e.__cause__ is not None:
+            # Hydra's own line only says "Error in call to target ...": the cause names the value.
+            cause = str(e.__cause__).strip().splitlines()[0] if str(e.__cause__).strip() else type(e.__cause__).__name__
+            where = f"{full_key}: " if full_key else ""
+            hint = f" (fix it with {full_key}.<key>=...)" if full_key else ""
+            return f"{where}{cause}{hint}"
         if isinstance(e, MissingConfigException) and e.options is not None:
             match = re.search(r"Could not find '([^']+)'", str(e))
             missing = match.group(1) if match else e.missing_cfg_file

@@ -88,6 +88,12 @@ def run(cfg: DictConfig) -> Optional[float]:
         finish_wandb(failed=failed)
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
 def _checkpoint_to_start_from(cfg: DictConfig) -> Optional[str]:
     resume, ckpt_path = cfg.get("resume"), cfg.get("ckpt_path")
     if resume and ckpt_path:
@@ -112,15 +118,16 @@ def _run(cfg: DictConfig) -> Optional[float]:
     _refuse_ddp_in_multirun(cfg)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = _checkpoint_to_start_from(cfg)
-    if rank_zero_only.rank == 0:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        # The resolved config beside Hydra's unresolved .hydra/config.yaml: what actually ran.
-        OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
-
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
     if ckpt_path:
         check_fits(Path(ckpt_path), model.hparams)
+    # Written only once every check has passed: a refused resume leaves the run's files as they were.
+    if rank_zero_only.rank == 0:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        # The resolved config beside Hydra's unresolved .hydra/config.yaml: what actually ran.
+        _write_atomically(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -139,8 +146,7 @@ def _run(cfg: DictConfig) -> Optional[float]:
             log.info("Tested the best checkpoint: %s", best)
 
     if trainer.is_global_zero:
-        with open(output_dir / "metrics.json", "w") as f:
-            json.dump(metrics, f, indent=2, sort_keys=True)
+        _write_atomically(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
         log.info("Metrics: %s", json.dumps({k: v for k, v in metrics.items() if not isinstance(v, str)}))
 
     name = cfg.get("optimized_metric")

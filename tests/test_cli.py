@@ -45,33 +45,7 @@ def test_multirun_over_every_cell(tmp_path):
     assert sorted(cells) == ["gru", "lstm", "rnn"]
 
 
-BAD_INPUT = [
-    (["cell=nope"], "cell=nope is not a known choice; valid choices for 'cell': gru, lstm, rnn"),
-    (["model.dropout=1.5"], "model.dropout=1.5 is invalid: must be a number in [0, 1)"),
-    (["model.hidden_size=0"], "model.hidden_size=0 is invalid: must be an integer >= 1"),
-    (["model.num_layers=-1"], "model.num_layers=-1 is invalid: must be an integer >= 1"),
-    (["model.hidden_sizes=[16,0]"], "model.hidden_sizes[1]=0 is invalid"),
-    (["model.nonlinearity=relu"], "model.nonlinearity='relu' is invalid: only cell=rnn"),
-    (["data.task=nope"], "data.task='nope' is invalid: choose one of hello, hello_batch, hihello, i_like_dog"),
-    (["data.batch_size=0"], "data.batch_size=0 is invalid"),
-    (["model.hidden_sizz=3"], "model.hidden_sizz is not a config key"),
-    (["optimizer.lr=-1"], "optimizer: Invalid learning rate: -1"),
-    (["ckpt_path=/no/such.ckpt"], "ckpt_path='/no/such.ckpt' is invalid: no such checkpoint file"),
-    (["data.task=hello"], "use model=tagger"),
-]
-
-
-@pytest.mark.parametrize("overrides,message", BAD_INPUT, ids=[" ".join(o) for o, _ in BAD_INPUT])
-def test_bad_input_is_one_clear_line_and_a_nonzero_exit(tmp_path, overrides, message):
-    earlier = tmp_path / "outputs" / "train" / "runs" / "earlier"
-    earlier.mkdir(parents=True)
-    (earlier / "metrics.json").write_text("{}")
-    result = run_cli(*overrides, "trainer.enable_progress_bar=false", cwd=tmp_path)
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
-    assert (earlier / "metrics.json").read_text() == "{}"
+# The catalogue of bad input (configs, data files, checkpoints, resume, generate) is tests/test_bad_input.py.
 
 
 def test_full_traceback_on_request(tmp_path):

@@ -30,3 +30,72 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     assert len(list((ddp / "outputs" / "train" / "runs").iterdir())) == 1
     assert (ddp_dir / "train_ddp_process_1.log").exists()
     assert len(list((ddp_dir / "csv").glob("*.csv"))) == 1
+    # Rank 1 starts with hydra.output_subdir=null: .hydra/ and config.yaml are rank 0's alone.
+    assert sorted(p.name for p in (ddp_dir / ".hydra").iterdir()) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
+    assert sorted(p.name for p in ddp_dir.iterdir() if p.is_file()) == [
+        "config.yaml", "metrics.json", "train.log", "train_ddp_process_1.log"]
+
+
+def _tweets_rank(corpus, rank, batching, resumed_after=0):
+    """Rank ``rank`` of 2 of a tweets DataModule, as Lightning sets it up (resumed after N batches)."""
+    from types import SimpleNamespace
+
+    from rnnexp.data.tweets import TweetsDataModule
+
+    dm = TweetsDataModule(path=str(corpus), download=False, batching=batching, batch_size=4, num_steps=30, seed=3)
+    progress = SimpleNamespace(current=SimpleNamespace(processed=resumed_after))
+    dm.trainer = SimpleNamespace(world_size=2, global_rank=rank, fit_loop=SimpleNamespace(
+        restarting=resumed_after > 0, epoch_loop=SimpleNamespace(batch_progress=progress)))
+    dm.setup("fit")
+    return dm
+
+
+def _rows(batch):
+    """Each row of a batch as the tuple of its target ids (padding cut off)."""
+    return [tuple(t[:n].tolist()) for t, n in zip(batch["targets"], batch["lengths"])]
+
+
+@pytest.mark.parametrize("resumed_after", [0, 2])
+def test_bucketed_tweets_are_seen_once_per_epoch_across_two_ranks(tmp_path, resumed_after):
+    from collections import Counter
+
+    from tests.tweets_fixtures import write_tweets
+
+    corpus = write_tweets(tmp_path, count=90)
+    seen = Counter()
+    for rank in range(2):
+        loader = _tweets_rank(corpus, rank, "tweets").train_dataloader()
+        loader.batch_sampler.sampler.set_epoch(1)
+        batches = list(loader)
+        if resumed_after:
+            # The first batches from the run that was killed, the rest from the resumed one.
+            resumed = _tweets_rank(corpus, rank, "tweets", resumed_after).train_dataloader()
+            resumed.batch_sampler.sampler.set_epoch(1)
+            rest = list(resumed)
+            assert len(rest) == len(batches) - resumed_after
+            batches = batches[:resumed_after] + rest
+        seen.update(row for batch in batches for row in _rows(batch))
+    dm = _tweets_rank(corpus, 0, "tweets")
+    expected = Counter(tuple(s["targets"].tolist()) for s in dm.tweet_samples("train"))
+    assert seen == expected
+
+
+def test_stream_windows_of_two_ranks_cover_the_epochs_text_once(tmp_path):
+    import numpy as np
+    import torch
+
+    from tests.tweets_fixtures import write_tweets
+
+    corpus = write_tweets(tmp_path, count=90)
+    streams = []
+    for rank in range(2):
+        loader = _tweets_rank(corpus, rank, "stream").train_dataloader()
+        loader.sampler.set_epoch(2)
+        windows = list(loader)
+        assert all(w["carry_state"] for w in windows)
+        streams.append(torch.cat([w["inputs"] for w in windows], dim=1))
+    assert streams[0].shape == streams[1].shape
+    text = _tweets_rank(corpus, 0, "stream").train_dataloader().dataset.text(2)
+    together = torch.cat(streams).flatten().numpy()  # rank 0's rows, then rank 1's, each row in order
+    assert np.array_equal(together, text[: len(together)])
+    assert len(text) - len(together) < 2 * 4 + 1  # only the remainder of the cut into 8 streams is left

@@ -1,6 +1,8 @@
 """Numerical safety and reproducibility pieces: the finite-loss guard and RNG state in checkpoints."""
 
 import random
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,3 +83,59 @@ def test_seeded_batches_split_every_sample_once_across_ranks():
         assert set(seen) == set(range(size))
         if size % (2 * batch) == 0:
             assert sorted(seen) == list(range(size))  # nothing repeated when it divides evenly
+
+
+def test_checkpoints_are_written_beside_the_target_and_renamed_never_half(tmp_path, monkeypatch):
+    import os
+
+    from rnnexp.checkpoints import AtomicCheckpointIO
+
+    io, target = AtomicCheckpointIO(), tmp_path / "ckpt" / "last.ckpt"
+    io.save_checkpoint({"step": 1}, target)
+    renames, replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renames.append((a, b)), replace(a, b)))
+    io.save_checkpoint({"step": 2}, target)
+    # Same directory, so the rename is atomic (Lightning's temporary file lives in the system temp folder).
+    ((partial, final),) = renames
+    assert Path(partial).parent == target.parent and Path(final) == target
+
+    def dies_half_way(obj, f):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(OSError):
+        io.save_checkpoint({"step": 3}, target)
+    assert torch.load(target, weights_only=True) == {"step": 2}
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_the_configured_trainer_saves_checkpoints_atomically(make_cfg):
+    from hydra.utils import instantiate
+
+    from rnnexp.checkpoints import AtomicCheckpointIO
+
+    for trainer in ("default", "ddp"):
+        cfg = make_cfg(f"trainer={trainer}")
+        assert isinstance(instantiate(cfg.trainer).strategy.checkpoint_io, AtomicCheckpointIO), trainer
+
+
+@pytest.mark.slow
+def test_a_diverging_cli_run_stops_with_one_line_and_keeps_finite_checkpoints(tmp_path):
+    from tests.conftest import run_cli
+
+    result = run_cli("cell=rnn", "model.nonlinearity=relu", "optimizer=sgd", "optimizer.lr=1e12",
+                     "trainer.gradient_clip_val=null", "callbacks.resume_checkpoint.every_n_train_steps=1",
+                     "trainer.max_epochs=2", "trainer.enable_progress_bar=false", f"paths.log_dir={tmp_path}",
+                     "logger=none", cwd=tmp_path, env={"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert re.match(r"error: the training loss or weights became (nan|inf|-inf) at step \d+ \(epoch 0", line), line
+    assert "optimizer.lr" in line and "trainer.gradient_clip_val=1.0" in line
+    (run_dir,) = (tmp_path / "train" / "runs").iterdir()
+    assert not (run_dir / "metrics.json").exists()  # a failed run reports no metrics
+    saved = torch.load(run_dir / "checkpoints" / "resume.ckpt", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in saved["state_dict"].values())
+    # Checkpoints are written after the guard has looked: the last one is the step before the bad one.
+    assert int(re.search(r"at step (\d+)", line).group(1)) == saved["global_step"] + 1

@@ -1,4 +1,5 @@
-"""A real training subprocess killed with SIGKILL mid-epoch resumes to the uninterrupted result."""
+"""Exact resume: a real training subprocess killed with SIGKILL mid-epoch resumes to the uninterrupted
+result; the tweets data resume mid-epoch in both batchings (stream windows with carried state, buckets)."""
 
 import json
 import os
@@ -8,8 +9,17 @@ import sys
 import time
 
 import pytest
+import pytorch_lightning as pl
+import torch
 
+from rnnexp.callbacks.rng_state import RngStateCheckpoint
+from rnnexp.checkpoints import AtomicCheckpointIO
+from rnnexp.data.tweets import TweetsDataModule
+from rnnexp.models.language_model import LanguageModel
 from tests.conftest import ROOT, run_cli
+from tests.tweets_fixtures import write_tweets
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # two test workers share two cores: more threads only wait
 
 OVERRIDES = [
     "trainer.max_epochs=4",
@@ -29,12 +39,12 @@ def _only_run_dir(cwd):
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     whole.mkdir(), killed.mkdir()
-    result = run_cli(*OVERRIDES, cwd=whole)
+    result = run_cli(*OVERRIDES, cwd=whole, env=ONE_THREAD)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = json.loads((_only_run_dir(whole) / "metrics.json").read_text())
 
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env["PYTHONPATH"] = str(ROOT)
+    env.update(PYTHONPATH=str(ROOT), **ONE_THREAD)
     process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *OVERRIDES], cwd=killed, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -54,31 +64,65 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     run_dir = _only_run_dir(killed)
     assert not (run_dir / "metrics.json").exists()
 
-    result = run_cli(*OVERRIDES, f"resume={run_dir}", cwd=killed)
+    # A resume with another config is refused and leaves the killed run as it was.
+    files = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "train.log"}
+    result = run_cli(*OVERRIDES, "cell=gru", f"resume={run_dir}", cwd=killed, env=ONE_THREAD)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "does not fit this config: model.cell is 'lstm' there, 'gru' here" in result.stderr.splitlines()[-1]
+    assert all(p.read_bytes() == content for p, content in files.items())
+
+    result = run_cli(*OVERRIDES, f"resume={run_dir}", cwd=killed, env=ONE_THREAD)
     assert result.returncode == 0, result.stderr[-3000:]
     assert _only_run_dir(killed) == run_dir  # continued in the same directory
     resumed = json.loads((run_dir / "metrics.json").read_text())
     for key in COMPARED:
         assert resumed[key] == expected[key], key
+    # The original record of how the run was started survives; each resume records its own.
+    assert "resume=" not in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert len(list((run_dir / ".hydra").glob("resumed_*/overrides.yaml"))) == 2
 
 
-def test_resume_of_a_directory_without_checkpoints_is_a_clear_error(tmp_path):
-    empty = tmp_path / "outputs" / "train" / "runs" / "empty"
-    empty.mkdir(parents=True)
-    result = run_cli(f"resume={empty}", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "no checkpoint in" in result.stderr and "Traceback" not in result.stderr
+def _fit_tweets(root, corpus, batching, ckpt_path=None, every_step=False):
+    pl.seed_everything(1)
+    dm = TweetsDataModule(path=str(corpus), download=False, batching=batching, batch_size=4, num_steps=50,
+                          min_count=1, seed=1)
+    model = LanguageModel(**dm.model_kwargs(), cell="gru", hidden_size=8, dropout=0.2,
+                          optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01})
+    callbacks = [RngStateCheckpoint()]
+    if every_step:
+        callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=1, save_top_k=-1,
+                                                      filename="{step}"))
+    trainer = pl.Trainer(default_root_dir=root, max_epochs=2, logger=False, enable_progress_bar=False,
+                         enable_checkpointing=every_step, callbacks=callbacks, limit_val_batches=0,
+                         num_sanity_val_steps=0, enable_model_summary=False, plugins=[AtomicCheckpointIO()])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two test workers on two cores: more threads only wait for each other
+    try:
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    finally:
+        torch.set_num_threads(threads)
+    return model, trainer
 
 
-def test_checkpoint_from_another_config_is_a_clear_error(tmp_path):
-    result = run_cli("trainer.max_epochs=1", "trainer.enable_progress_bar=false", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ckpt = _only_run_dir(tmp_path) / "checkpoints" / "last.ckpt"
-    result = run_cli("cell=gru", f"ckpt_path={ckpt}", "trainer.enable_progress_bar=false", cwd=tmp_path)
-    assert result.returncode == 2, result.stderr[-3000:]
-    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
-    assert "does not fit this config: model.cell is 'lstm' there, 'gru' here" in line
-    truncated = tmp_path / "truncated.ckpt"
-    truncated.write_bytes(ckpt.read_bytes()[:1000])
-    result = run_cli(f"ckpt_path={truncated}", cwd=tmp_path)
-    assert result.returncode == 2 and "cannot read checkpoint" in result.stderr
+@pytest.mark.parametrize("batching", ["stream", "tweets"])
+def test_tweets_resume_mid_epoch_exactly(tmp_path, batching):
+    corpus = write_tweets(tmp_path / "data", count=40)
+    whole, trainer = _fit_tweets(tmp_path / "whole", corpus, batching, every_step=True)
+    per_epoch = trainer.global_step // 2
+    step = per_epoch + per_epoch // 2  # in the middle of the second epoch
+    mid_epoch = tmp_path / "whole" / "ckpt" / f"step={step}.ckpt"
+    saved = torch.load(mid_epoch, weights_only=True)
+    assert saved["epoch"] == 1 and 0 < step - per_epoch < per_epoch
+    resumed, trainer2 = _fit_tweets(tmp_path / "resumed", corpus, batching, ckpt_path=mid_epoch)
+    assert trainer2.global_step == trainer.global_step
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    if batching == "stream":
+        # The state carried from window to window is part of the checkpoint; without it the
+        # resumed run starts the next window from zeros and ends elsewhere.
+        (rng_state,) = [v for k, v in saved["callbacks"].items() if "RngStateCheckpoint" in k]
+        assert rng_state["carried"]["epoch"] == 1
+        del rng_state["carried"]
+        torch.save(saved, tmp_path / "without_state.ckpt")
+        other, _ = _fit_tweets(tmp_path / "other", corpus, batching, ckpt_path=tmp_path / "without_state.ckpt")
+        assert not all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), other.state_dict().values()))

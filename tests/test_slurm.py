@@ -19,3 +19,18 @@ def test_slurm_launcher_composes(launcher):
     assert cfg.hydra.launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert cfg.hydra.launcher.nodes == 2
     assert cfg.trainer.strategy == "ddp"
+
+
+def test_a_sweep_over_slurm_jobs_shares_one_optuna_storage():
+    storage = "postgresql://rnnexp@db-host/optuna"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=["hparams_search=toy_optuna", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                       f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_jobs=8"],
+            return_hydra_config=True,
+        )
+    assert cfg.hydra.launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert cfg.hydra.launcher.partition == "gpu"
+    assert cfg.hydra.sweeper._target_.endswith("RnnexpOptunaSweeper")
+    assert cfg.hydra.sweeper.storage == storage and cfg.hydra.sweeper.n_jobs == 8

@@ -8,7 +8,7 @@ never stopped. Stored as tensors and plain tuples so checkpoints still load with
 from __future__ import annotations
 
 import random
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 import pytorch_lightning as pl
@@ -33,20 +33,49 @@ def restore_rng_states(states: Dict[str, Any]) -> None:
 
 
 class RngStateCheckpoint(pl.Callback):
-    """Saves the RNG states with every checkpoint; restores them right before the first
-    training batch after a resume, so nothing Lightning does while restarting (building
-    loaders, the sanity check) shifts the streams."""
+    """Saves what an exact resume needs beyond Lightning's own checkpoint: the RNG states
+    and, for a language model reading contiguous streams (truncated BPTT), the state it
+    carries from one window to the next.
+
+    Both are restored right before the first training batch after a resume, so nothing
+    Lightning does while restarting (building loaders, the sanity check, the module's
+    epoch-start reset of the carried state) shifts or clears them. The carried state is
+    only put back when the run resumes inside the epoch it was saved in.
+    """
 
     def __init__(self) -> None:
         self._pending: Dict[str, Any] = {}
+        self._module: Optional[pl.LightningModule] = None
+        self._trainer: Optional[pl.Trainer] = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._trainer, self._module = trainer, pl_module
 
     def state_dict(self) -> Dict[str, Any]:
-        return collect_rng_states()
+        states = collect_rng_states()
+        # LanguageModel keeps the detached final state of the last training window here.
+        carried = (getattr(self._module, "_states", None) or {}).get("train")
+        if carried is not None and self._trainer is not None:
+            states["carried"] = {"epoch": self._trainer.current_epoch, "state": carried}
+        return states
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         self._pending = dict(state_dict or {})
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self._pending:
-            restore_rng_states(self._pending)
-            self._pending = {}
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        restore_rng_states(pending)
+        carried = pending.get("carried")
+        states = getattr(pl_module, "_states", None)
+        if carried is not None and isinstance(states, dict) and carried["epoch"] == trainer.current_epoch:
+            states["train"] = _to_device(carried["state"], pl_module.device)
+
+
+def _to_device(state: Any, device: torch.device) -> Any:
+    if isinstance(state, torch.Tensor):
+        return state.to(device)
+    if isinstance(state, (list, tuple)):
+        return type(state)(_to_device(s, device) for s in state)
+    return state
