@@ -94,6 +94,18 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
+def _keep_csv_history(trainer: pl.Trainer) -> None:
+    # Lightning's CSVLogger deletes an existing metrics.csv when it starts; in a resumed run
+    # that file is the history of the run before the crash.
+    for logger in trainer.loggers:
+        if isinstance(logger, pl.loggers.CSVLogger):
+            old = Path(logger.log_dir) / "metrics.csv"
+            if old.is_file():
+                stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+                old.rename(old.with_name(f"metrics.before_resume_{stamp}.csv"))
+                log.info("Kept the metrics logged before the resume in %s", old.parent)
+
+
 def _checkpoint_to_start_from(cfg: DictConfig) -> Optional[str]:
     resume, ckpt_path = cfg.get("resume"), cfg.get("ckpt_path")
     if resume and ckpt_path:
@@ -106,10 +118,16 @@ def _checkpoint_to_start_from(cfg: DictConfig) -> Optional[str]:
 
 
 def _refuse_ddp_in_multirun(cfg: DictConfig) -> None:
-    # Lightning starts extra DDP ranks by re-running sys.argv: under -m every rank would run the whole sweep.
+    # Lightning starts extra DDP ranks by re-running sys.argv: under -m every rank would run the
+    # whole sweep. Not so when the cluster starts one process per rank (submitit on SLURM, torchrun).
     strategy = str(cfg.trainer.get("strategy", ""))
     if strategy.startswith("ddp") and "spawn" not in strategy and HydraConfig.initialized():
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        hydra_cfg = HydraConfig.get()
+        launcher = str(OmegaConf.select(hydra_cfg, "launcher._target_", default="") or "")
+        from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+        external = "submitit" in launcher or SLURMEnvironment.detect() or TorchElasticEnvironment.detect()
+        if hydra_cfg.mode == RunMode.MULTIRUN and not external:
             raise ConfigError("trainer.strategy", strategy, "a multirun cannot re-launch DDP ranks; "
                               "use trainer.strategy=ddp_spawn in sweeps")
 
@@ -124,6 +142,8 @@ def _run(cfg: DictConfig) -> Optional[float]:
         check_fits(Path(ckpt_path), model.hparams)
     # Written only once every check has passed: a refused resume leaves the run's files as they were.
     if rank_zero_only.rank == 0:
+        if cfg.get("resume"):
+            _keep_csv_history(trainer)
         output_dir.mkdir(parents=True, exist_ok=True)
         # The resolved config beside Hydra's unresolved .hydra/config.yaml: what actually ran.
         _write_atomically(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

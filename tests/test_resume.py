@@ -126,3 +126,17 @@ def test_tweets_resume_mid_epoch_exactly(tmp_path, batching):
         torch.save(saved, tmp_path / "without_state.ckpt")
         other, _ = _fit_tweets(tmp_path / "other", corpus, batching, ckpt_path=tmp_path / "without_state.ckpt")
         assert not all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), other.state_dict().values()))
+
+
+def test_a_resume_keeps_the_csv_history_of_the_run_before_the_crash(tmp_path):
+    from rnnexp.train import _keep_csv_history
+
+    logger = pl.loggers.CSVLogger(tmp_path, name="csv", version="")
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "metrics.csv").write_text("epoch,step,train/loss\n0,9,1.5\n")
+    _keep_csv_history(pl.Trainer(logger=logger, enable_checkpointing=False, enable_progress_bar=False))
+    logger.log_metrics({"train/loss": 1.0}, step=10)
+    logger.save()  # Lightning's CSV writer deletes a metrics.csv it finds on start
+    (kept,) = (tmp_path / "csv").glob("metrics.before_resume_*.csv")
+    assert kept.read_text() == "epoch,step,train/loss\n0,9,1.5\n"
+    assert "1.0" in (tmp_path / "csv" / "metrics.csv").read_text()

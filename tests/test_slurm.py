@@ -34,3 +34,29 @@ def test_a_sweep_over_slurm_jobs_shares_one_optuna_storage():
     assert cfg.hydra.launcher.partition == "gpu"
     assert cfg.hydra.sweeper._target_.endswith("RnnexpOptunaSweeper")
     assert cfg.hydra.sweeper.storage == storage and cfg.hydra.sweeper.n_jobs == 8
+
+
+@pytest.mark.parametrize("launcher,refused", [("basic", True), ("slurm", False)])
+def test_multirun_ddp_is_refused_unless_slurm_starts_the_ranks(launcher, refused, monkeypatch):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from rnnexp.errors import ConfigError
+    from rnnexp.train import _refuse_ddp_in_multirun
+
+    monkeypatch.delenv("SLURM_NTASKS", raising=False)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"hydra/launcher={launcher}", "trainer=ddp"],
+                      return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.mode = RunMode.MULTIRUN
+    HydraConfig.instance().set_config(cfg)
+    try:
+        if refused:
+            with pytest.raises(ConfigError, match="ddp_spawn"):
+                _refuse_ddp_in_multirun(cfg)
+        else:
+            _refuse_ddp_in_multirun(cfg)
+    finally:
+        HydraConfig.instance().cfg = None
