@@ -79,6 +79,7 @@ def test_a_three_trial_sweep_runs_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test asks for a trial outside the sweeper
 def test_two_workers_share_one_study_and_stop_at_n_trials(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=toy_optuna", *FAST,

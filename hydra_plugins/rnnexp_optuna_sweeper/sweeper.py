@@ -194,7 +194,9 @@ class RnnexpOptunaSweeper(Sweeper):
                 break
             batch = []
             for _ in range(min(self.n_jobs, left)):
-                trial = study.ask(fixed_distributions=space)
+                with warnings.catch_warnings():  # we run the heartbeat thread ourselves, below
+                    warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
+                    trial = study.ask(fixed_distributions=space)
                 # The n_trials lowest-numbered trials count; one asked past them lost a race
                 # with another worker and is set aside without running.
                 if len(self._counted(study, up_to=trial.number)) > self.n_trials:
