@@ -71,10 +71,6 @@ class ToyWordsDataModule(pl.LightningDataModule):
         self.vocab = Vocab.build(self.token_lists)
         self.batch_size, self.repeat, self.shuffle, self.seed = batch_size, repeat, shuffle, seed
         self.samples = [self._sample(tokens) for tokens in self.token_lists]
-        if batch_size > len(self.samples) * repeat:
-            # Not an error in DataLoader (one short batch), but never what the batch size says.
-            raise ConfigError("batch_size", batch_size, f"is larger than the {len(self.samples) * repeat} training samples "
-                              f"({len(self.samples)} sequences x data.repeat={repeat}); lower it or raise data.repeat")
 
     def _sample(self, tokens: List[str]):
         ids = self.vocab.encode(tokens)
