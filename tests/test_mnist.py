@@ -7,6 +7,7 @@ import gzip
 import http.server
 import json
 import threading
+from types import SimpleNamespace
 import time
 from pathlib import Path
 
@@ -233,3 +234,31 @@ def test_the_real_files_load_whole():
     assert np.bincount(dm.train_set.labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert np.bincount(dm.test_set.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert dm.mean / 255 == pytest.approx(0.1307, abs=1e-4) and dm.std / 255 == pytest.approx(0.3081, abs=1e-4)
+
+
+def _fake_trainer(world_size=1, rank=0, batches_done=None):
+    # What the data module reads of a Trainer: its place under DDP and the restored loop counters.
+    progress = SimpleNamespace(current=SimpleNamespace(processed=batches_done or 0))
+    fit_loop = SimpleNamespace(restarting=batches_done is not None, epoch_loop=SimpleNamespace(batch_progress=progress))
+    return SimpleNamespace(world_size=world_size, global_rank=rank, fit_loop=fit_loop)
+
+
+def _epoch_indices(dm, trainer, epoch):
+    dm.trainer = trainer
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(epoch)
+    return [index for batch in loader.sampler for index in batch]
+
+
+def test_ddp_ranks_share_one_seeded_epoch_and_see_every_image_once(folder):
+    dm = datamodule(folder, batch_size=4)
+    whole = _epoch_indices(dm, _fake_trainer(), 3)
+    ranks = [_epoch_indices(dm, _fake_trainer(2, rank), 3) for rank in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1])  # equal step counts, or DDP hangs
+    assert sorted(set(ranks[0]) | set(ranks[1])) == sorted(whole) == list(range(len(dm.train_set)))
+
+
+def test_a_resumed_epoch_skips_the_batches_already_trained(folder):
+    dm = datamodule(folder, batch_size=4)
+    whole = _epoch_indices(dm, _fake_trainer(), 2)
+    assert _epoch_indices(dm, _fake_trainer(batches_done=3), 2) == whole[12:]

@@ -15,14 +15,15 @@ by index and normalised on the fly, which is faster than a per-sample ``Dataset`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
+from rnnexp.data.resumable import ResumableBatches, SeededBatches, batches_done_in_epoch
 from rnnexp.data.idx import FILES, MIRRORS, ensure_files, read_idx, verify_checksum
 from rnnexp.errors import ConfigError, DataError, check_choice, check_positive_int
 
@@ -107,31 +108,6 @@ class SequenceImages(Dataset):
     def tensors(self) -> Tuple[Tensor, Tensor]:
         """Every sample at once: (inputs [N, T, F] float, targets [N])."""
         return self[np.arange(len(self))]["inputs"], torch.from_numpy(self.labels)
-
-
-class IndexBatches(Sampler[List[int]]):
-    """Index lists of ``batch_size``; shuffled from ``seed + epoch`` when ``shuffle``.
-
-    Lightning calls ``set_epoch`` at every epoch start, so the order of epoch k is the same
-    in every run with the same seed, also after resuming from a checkpoint.
-    """
-
-    def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int = 0) -> None:
-        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return (self.size + self.batch_size - 1) // self.batch_size
-
-    def __iter__(self) -> Iterator[List[int]]:
-        if self.shuffle:
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        else:
-            order = torch.arange(self.size)
-        yield from order.split(self.batch_size)
 
 
 class MNISTDataModule(pl.LightningDataModule):
@@ -221,22 +197,29 @@ class MNISTDataModule(pl.LightningDataModule):
         self.val_set = make(np.take(train_images, val_index, axis=0), train_labels[val_index])
         self.test_set = make(test_images, test_labels)
 
-    def _loader(self, dataset: Optional[SequenceImages], batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Optional[SequenceImages], batch_size: int, train: bool = False) -> DataLoader:
         assert dataset is not None
-        sampler = IndexBatches(len(dataset), batch_size, shuffle, self.shuffle_seed)
+        if not train:
+            batches = SeededBatches(len(dataset), batch_size, shuffle=False)
+            return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=self.num_workers)
+        # Under DDP each rank takes its share of one seeded order (Lightning's own sampler is
+        # off), and a resumed run skips the batches its interrupted epoch already trained.
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        batches = SeededBatches(len(dataset), batch_size, self.shuffle, self.shuffle_seed, num_replicas=world, rank=rank)
+        sampler = ResumableBatches(batches, skip=batches_done_in_epoch(self.trainer))
         return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        return self._loader(self.train_set, self.batch_size, self.shuffle)
+        return self._loader(self.train_set, self.batch_size, train=True)
 
     def val_dataloader(self) -> DataLoader:
         self.setup()
-        return self._loader(self.val_set, self.eval_batch_size, False)
+        return self._loader(self.val_set, self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
         self.setup()
-        return self._loader(self.test_set, self.eval_batch_size, False)
+        return self._loader(self.test_set, self.eval_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

@@ -78,6 +78,12 @@ class ResumableBatches(Sampler[List[int]]):
         # never on a batch sampler itself: expose the wrapped one under that name.
         self.sampler = batches
 
+    def set_epoch(self, epoch: int) -> None:
+        # Used directly as a DataLoader's ``sampler`` (with ``batch_size=None``), this is the
+        # only object Lightning sees.
+        if hasattr(self.batches, "set_epoch"):
+            self.batches.set_epoch(epoch)
+
     def __len__(self) -> int:
         return len(self.batches)
 
