@@ -9,8 +9,15 @@ from pathlib import Path
 from typing import List, Optional
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
+
+# pytest -n auto runs one worker per core; torch's default of one thread per core in each
+# worker oversubscribes the cores (a small GRU ran ~6x slower under that contention).
+# Subprocesses started by the tests inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
