@@ -97,6 +97,32 @@ class RecurrentModule(pl.LightningModule):
             variational_dropout=variational_dropout,
         )
 
+    # Each stage runs ``_step(batch, stage)`` per batch and ``_log_epoch(stage)`` at its end;
+    # subclasses define those two (epoch metrics come from torchmetrics accumulated in _step).
+    def _step(self, batch: Dict[str, Any], stage: str) -> Tensor:
+        raise NotImplementedError
+
+    def _log_epoch(self, stage: str) -> Any:
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
     def forward(self, inputs: Tensor, lengths: Optional[Tensor] = None, state=None):
         return self.net(inputs, lengths, state)
 
