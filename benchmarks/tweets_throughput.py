@@ -89,12 +89,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--data", default=os.environ.get("RNNEXP_DATA_DIR", str(ROOT.parent / "shared" / "data")))
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the rnnexp side, e.g. callbacks=none")
     args = parser.parse_args()
     out = tempfile.mkdtemp(prefix="tweets_bench_")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[
             "experiment=cs20_tweets", f"+trainer.max_steps={args.steps}", "+trainer.limit_val_batches=0",
-            "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=50"])
+            "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=50", *args.overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = cfg.paths.log_dir = out
         cfg.paths.data_dir = args.data

@@ -28,7 +28,8 @@ class FiniteLossGuard(pl.Callback):
         value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float("nan") if loss is None else float(loss)
         if loss is None or math.isfinite(value):
             # One reduction, one host sync: the total norm is non-finite iff some weight is.
-            weights = torch.nn.utils.get_total_norm([p.detach() for p in pl_module.parameters()])
+            with torch.no_grad():
+                weights = torch.nn.utils.get_total_norm(list(pl_module.parameters()))
             if math.isfinite(float(weights)):
                 return
             value = float(weights)
