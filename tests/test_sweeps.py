@@ -6,6 +6,7 @@ import math
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -106,6 +107,8 @@ def test_two_workers_share_one_study_and_stop_at_n_trials(tmp_path):
     storage = open_storage(url, heartbeat_interval=1, grace_period=1)
     killed = optuna.load_study(study_name="toy_optuna", storage=storage).ask()
     storage.record_heartbeat(killed._trial_id)
+    # Its last heartbeat must be older than grace_period when the rerun looks, or it is still alive.
+    time.sleep(2.5)
     stopped = _study(url).ask()
     stopped.set_user_attr("interrupted", True)
     _study(url).tell(stopped, state=TrialState.FAIL)
