@@ -64,3 +64,17 @@ def run_cli(*args: str, cwd: Path, env: Optional[dict] = None, module: Optional[
     return subprocess.run(
         [*command, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def lr_trace(schedule: DictConfig, lr: float, steps: int) -> List[float]:
+    """The learning rate before each of ``steps`` optimizer steps under a composed ``schedule`` group."""
+    from hydra.utils import instantiate
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = instantiate(schedule.scheduler)(optimizer)
+    seen = []
+    for _ in range(steps):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return seen

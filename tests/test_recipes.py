@@ -17,7 +17,7 @@ from rnnexp.errors import ConfigError
 from rnnexp.models import RecurrentBackbone, SequenceClassifier
 from rnnexp.models.cells import ScriptedRNN
 from rnnexp.models.schedules import exponential_decay
-from tests.conftest import compose_config
+from tests.conftest import compose_config, lr_trace
 
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 
@@ -47,13 +47,7 @@ def test_exponential_schedule_follows_tensorflows_formula(tmp_path, staircase):
     cfg = compose_config(["schedule=exponential", "schedule.scheduler.decay_steps=3",
                           "schedule.scheduler.decay_rate=0.5", f"schedule.scheduler.staircase={staircase}"], tmp_path)
     assert cfg.schedule.interval == "step" and cfg.schedule.frequency == 1
-    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.2)
-    scheduler = instantiate(cfg.schedule.scheduler)(opt)
-    seen = []
-    for _ in range(10):
-        seen.append(opt.param_groups[0]["lr"])
-        opt.step()
-        scheduler.step()
+    seen = lr_trace(cfg.schedule, 0.2, 10)
     assert seen == pytest.approx([_tf_exponential_decay(0.2, s, 3, 0.5, staircase) for s in range(10)])
     assert (seen[1] == seen[0]) == staircase
 
@@ -83,13 +77,7 @@ def test_cosine_schedule_warms_up_linearly_then_follows_a_cosine(tmp_path):
     cfg = compose_config(["schedule=cosine", "schedule.scheduler.total_steps=10", "schedule.scheduler.warmup_steps=4",
                           "schedule.scheduler.warmup_start_factor=0.25", "schedule.scheduler.min_lr=0.1"], tmp_path)
     assert cfg.schedule.interval == "step"
-    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = instantiate(cfg.schedule.scheduler)(opt)
-    seen = []
-    for _ in range(11):
-        seen.append(opt.param_groups[0]["lr"])
-        opt.step()
-        scheduler.step()
+    seen = lr_trace(cfg.schedule, 1.0, 11)
     assert seen[:5] == pytest.approx([0.25, 0.4375, 0.625, 0.8125, 1.0])
     cosine = [0.1 + 0.9 * (1 + math.cos(math.pi * k / 6)) / 2 for k in range(7)]
     assert seen[4:] == pytest.approx(cosine)

@@ -12,7 +12,7 @@ from rnnexp.data import ToyWordsDataModule
 from rnnexp.models import IGNORE_INDEX, ManyToManyHead, RecurrentBackbone, SequenceTagger, sequence_loss
 from rnnexp.models.heads import ManyToOneHead
 from rnnexp.models.sampling import next_token_distribution
-from tests.conftest import compose_config
+from tests.conftest import compose_config, lr_trace
 
 
 def _backbone(cell="rnn", **kwargs):
@@ -131,13 +131,7 @@ def test_clip_by_global_norm_is_the_default_trainer_clipping(tmp_path):
 def test_exponential_decay_staircase_is_schedule_exponential(tmp_path):
     cfg = compose_config(["schedule=exponential", "schedule.scheduler.decay_steps=2", "schedule.scheduler.decay_rate=0.1",
                           "schedule.scheduler.staircase=true"], tmp_path)
-    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = instantiate(cfg.schedule.scheduler)(opt)
-    lrs = []
-    for _ in range(6):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        scheduler.step()
+    lrs = lr_trace(cfg.schedule, 1.0, 6)
     assert lrs == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01, 0.01])  # 0.1 ** floor(global_step / 2)
 
 
