@@ -24,6 +24,14 @@ def _states_equal(a, b, atol=1e-6):
             assert torch.allclose(x, y, atol=atol)
 
 
+def noisy_padding(x, lengths):
+    """``x`` with large random values past each row's length: they must change nothing."""
+    noisy = x.clone()
+    for b, n in enumerate(lengths.tolist()):
+        noisy[b, n:] = torch.randn_like(noisy[b, n:]) * 100
+    return noisy
+
+
 def _row(state, b):
     return [tuple(t[:, b : b + 1] for t in s) if isinstance(s, tuple) else s[:, b : b + 1] for s in state]
 
@@ -50,9 +58,7 @@ def test_padding_values_change_nothing(cell, bidirectional):
     net = _make(cell, bidirectional)
     lengths = torch.tensor([4, 2, 3])
     x = torch.randn(3, 4, 3)
-    noisy = x.clone()
-    for b, n in enumerate(lengths.tolist()):
-        noisy[b, n:] = torch.randn_like(noisy[b, n:]) * 100
+    noisy = noisy_padding(x, lengths)
     out_a, fin_a = net(x, lengths)
     out_b, fin_b = net(noisy, lengths)
     assert torch.allclose(out_a, out_b)

@@ -18,6 +18,7 @@ from rnnexp.models import RecurrentBackbone, SequenceClassifier
 from rnnexp.models.cells import ScriptedRNN
 from rnnexp.models.schedules import exponential_decay
 from tests.conftest import compose_config, lr_trace
+from tests.test_backbone import noisy_padding
 
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 
@@ -259,9 +260,7 @@ def test_custom_activation_keeps_the_padding_contract(bidirectional):
     net = RecurrentBackbone(3, cell="rnn", hidden_sizes=[4, 4, 6], nonlinearity="elu", bidirectional=bidirectional).eval()
     lengths = torch.tensor([5, 2, 4, 1])
     x = torch.randn(4, 5, 3)
-    noisy = x.clone()
-    for b, n in enumerate(lengths.tolist()):
-        noisy[b, n:] = torch.randn_like(noisy[b, n:]) * 100
+    noisy = noisy_padding(x, lengths)
     out, final = net(x, lengths)
     out_noisy, final_noisy = net(noisy, lengths)
     assert torch.allclose(out, out_noisy) and all(torch.allclose(a, b) for a, b in zip(final, final_noisy))
