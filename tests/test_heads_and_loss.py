@@ -73,6 +73,24 @@ def test_sequence_loss_weights_like_tensorflow():
     assert count.item() == 3.0
 
 
+def test_correct_predictions_counts_like_torchmetrics_accuracy_and_skips_padding():
+    from torchmetrics.classification import MulticlassAccuracy
+
+    from rnnexp.models.tagger import correct_predictions
+
+    torch.manual_seed(0)
+    logits = torch.randn(8, 20, 30)
+    targets = torch.randint(0, 30, (8, 20))
+    targets[logits.argmax(-1) == targets] = 0  # make some rows right and some wrong
+    targets[:3] = logits[:3].argmax(-1)
+    targets[5, 7:] = IGNORE_INDEX
+    logits[5, 7:] = 1e4  # padded steps: a huge wrong logit must not count
+    expected = MulticlassAccuracy(30, average="micro", ignore_index=IGNORE_INDEX)(logits.reshape(-1, 30), targets.reshape(-1))
+    valid = int((targets != IGNORE_INDEX).sum())
+    assert int(correct_predictions(logits, targets)) == round(expected.item() * valid)
+    assert 0 < int(correct_predictions(logits, targets)) < valid
+
+
 @pytest.mark.parametrize("pooling", ["nope"])
 def test_unknown_pooling_is_a_config_error(pooling):
     from rnnexp.errors import ConfigError

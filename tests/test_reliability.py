@@ -30,6 +30,32 @@ def test_non_finite_loss_stops_the_run_naming_the_step_and_keeps_the_last_checkp
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
 
 
+class _PoisonWeightsAfter(pl.Callback):
+    """Sets one weight to inf right after optimizer step ``step``; that step's loss was finite."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(pl_module.parameters()).view(-1)[0] = float("inf")
+
+
+def test_a_checkpoint_of_non_finite_weights_is_refused_even_after_a_finite_loss(tmp_path):
+    dm = ToyWordsDataModule("i_like_dog", repeat=5)
+    model = SequenceClassifier(**dm.model_kwargs(), cell="gru", hidden_size=8,
+                               optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01})
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)
+    trainer = pl.Trainer(default_root_dir=tmp_path, max_epochs=5, logger=False, enable_progress_bar=False,
+                         callbacks=[FiniteLossGuard(), _PoisonWeightsAfter(3), checkpoint])
+    with pytest.raises(NonFiniteLossError, match=r"the weights became inf at step 3 "):
+        trainer.fit(model, datamodule=dm)
+    last = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 2
+    assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
+
+
 def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
     torch.manual_seed(1), np.random.seed(1), random.seed(1)
     states = collect_rng_states()
@@ -131,7 +157,7 @@ def test_a_diverging_cli_run_stops_with_one_line_and_keeps_finite_checkpoints(tm
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
-    assert re.match(r"error: the training loss or weights became (nan|inf|-inf) at step \d+ \(epoch 0", line), line
+    assert re.match(r"error: the (training loss|weights) became (nan|inf|-inf) at step \d+ \(epoch 0", line), line
     assert "optimizer.lr" in line and "trainer.gradient_clip_val=1.0" in line
     (run_dir,) = (tmp_path / "train" / "runs").iterdir()
     assert not (run_dir / "metrics.json").exists()  # a failed run reports no metrics

@@ -18,9 +18,15 @@ def sequence_loss_sum(logits: Tensor, targets: Tensor, weights: Optional[Tensor]
     ``weights`` [B, T] (TensorFlow's ``sequence_loss(weights=...)``; default 1 at
     every valid step). Sums let callers average over tokens across batches.
     """
-    valid = targets != IGNORE_INDEX
-    per_step = F.cross_entropy(logits.transpose(1, 2), targets.masked_fill(~valid, 0), reduction="none")
-    w = valid.to(per_step.dtype) if weights is None else weights.to(per_step.dtype) * valid
+    # Flattened to [B*T, C]: cross_entropy over a transposed [B, C, T] view is twice as slow
+    # on a CPU (a strided log_softmax), a millisecond per char-LM step.
+    per_step = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
+    )
+    valid = (targets != IGNORE_INDEX).reshape(-1)
+    if weights is None:
+        return per_step.sum(), valid.sum().to(per_step.dtype)
+    w = weights.reshape(-1).to(per_step.dtype) * valid
     return (per_step * w).sum(), w.sum()
 
 
