@@ -2,10 +2,13 @@
 
     .venv/bin/python benchmarks/tweets_bpc.py --experiment cs20_tweets --minutes 40 --threads 1
     .venv/bin/python benchmarks/tweets_bpc.py --summarize outputs/cs20_tweets/runs/<run>   # an existing run
+    .venv/bin/python benchmarks/tweets_bpc.py --experiment cs20_tweets --minutes 150 --out outputs/more \
+        ckpt_path=outputs/bench_bpc/cs20_tweets/checkpoints/last.ckpt   # continue a run, same budget clock
 
 Runs ``python train.py experiment=<name> trainer.max_time=<budget>`` (validation every epoch,
-the best checkpoint tested afterwards) and prints val/bpc after each epoch, with the wall
-time, from the run's ``csv/metrics.csv``. Long: start it with ``nohup`` and come back.
+the best checkpoint tested afterwards) and prints val/bpc after each epoch, from the run's
+``csv/metrics.csv``, and the fit time. A ``ckpt_path=`` continuation restores Lightning's
+``Timer``, so ``--minutes`` counts the earlier sittings too. Long: start it with ``nohup``.
 """
 
 from __future__ import annotations
