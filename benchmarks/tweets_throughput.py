@@ -9,7 +9,8 @@ what a user writes by hand: one-hot characters into ``nn.GRU(V, 128)`` and ``nn.
 ``nn.Linear`` to the vocabulary, Adam 3e-4, ``clip_grad_norm_``, the state detached between
 windows. After every Lightning step a callback runs one reference step on the same batch
 (its own loader over the same streams), so both see the same load on the shared cores; the
-callback's time is taken out of Lightning's clock. Prints median chars/s and the ratio, by
+callback's time is taken out of Lightning's clock. ``--bare`` puts the plain model in a bare
+Trainer instead: Lightning's own floor on this harness. Prints median chars/s and the ratio, by
 wall clock and by CPU time; with ``--threads 1`` the CPU-time ratio barely moves when other
 jobs share the cores, so it is the figure to trust on a busy machine.
 """
@@ -50,6 +51,22 @@ class Reference(nn.Module):
         out, h1 = self.gru1(F.one_hot(ids, self.vocab).float(), h1)
         out, h2 = self.gru2(out, h2)
         return self.fc(out), (h1.detach(), h2.detach())
+
+
+class BareModule(pl.LightningModule):
+    """``--bare``: the reference model itself in the smallest LightningModule, under a Trainer
+    with no logger and no callbacks: what Lightning's loop alone costs at this step size."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.model, self.state = Reference(vocab), None
+
+    def training_step(self, batch, batch_idx):
+        logits, self.state = self.model(batch["inputs"], self.state)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=3e-4)
 
 
 class Lockstep(pl.Callback):
@@ -95,6 +112,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--bare", action="store_true", help="Lightning's floor: the plain model in a bare Trainer")
     parser.add_argument("--data", default=os.environ.get("RNNEXP_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the rnnexp side, e.g. callbacks=none")
     args = parser.parse_args()
@@ -115,7 +133,13 @@ def main() -> None:
     torch.manual_seed(0)
     reference = Reference(model.hparams.input_size)
     lockstep = Lockstep(reference, reference_data.train_dataloader(), args.warmup)
-    trainer.callbacks.append(lockstep)
+    if args.bare:
+        model = BareModule(model.hparams.input_size)
+        trainer = pl.Trainer(max_steps=args.steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
+                             callbacks=[lockstep])
+    else:
+        trainer.callbacks.append(lockstep)
     trainer.fit(model, datamodule=datamodule)
 
     lit, plain = statistics.median(lockstep.lightning), statistics.median(lockstep.plain)
