@@ -20,10 +20,12 @@ class SequenceTagger(RecurrentModule):
     ``{stage}/acc``, ``{stage}/ppl`` and ``{stage}/bpt`` (bits per token) come from sums of
     cross-entropy, token counts and correct predictions (float64, summed across DDP ranks by
     the strategy at epoch end), so they are exact over the epoch and cannot overflow the way
-    ``torchmetrics.Perplexity`` does. Three torchmetrics ``SumMetric.update`` calls per step
-    cost 1.4 ms of a 70 ms char-LM step under the Trainer (``benchmarks/tweets_throughput.py``:
-    0.960 -> 0.980 of a plain loop without them); one ``stack`` and one add cost nothing. ``train/loss_step`` is logged every
-    ``log_every_n_steps`` steps.
+    ``torchmetrics.Perplexity`` does. ``train/loss_step`` is logged every ``log_every_n_steps``
+    steps.
+
+    Plain tensors rather than torchmetrics ``SumMetric``s: three ``update`` calls per step cost
+    1.4 ms of a 70 ms char-LM step under the Trainer (``benchmarks/tweets_throughput.py``: 0.960
+    -> 0.980 of a plain loop without them); one ``stack`` and one add cost nothing.
     """
 
     many_to_one = False
