@@ -1,4 +1,4 @@
-"""Forward + backward time of the TorchScript RNN cell (rnnexp.models.cells.ScriptedRNN,
+"""Forward + backward time of the TorchScript RNN cell (rnnexp.models.nets.scripted_rnn.ScriptedRNN,
 used for elu/softplus/softsign/relu6/sigmoid) against torch's fused nn.RNN, same sizes
 and weights, tanh in both so they compute the same thing. The two alternate, and the
 figure is the ratio of medians (the machine is shared: absolute times drift, ratios less).
@@ -15,7 +15,7 @@ import time
 import torch
 from torch import nn
 
-from rnnexp.models.cells import ScriptedRNN
+from rnnexp.models.nets.scripted_rnn import ScriptedRNN
 
 
 def time_once(module: nn.Module, x: torch.Tensor) -> float:

@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from rnnexp.data.collate import collate_sequences  # noqa: E402
 from rnnexp.data.tweets import TweetsDataModule  # noqa: E402
-from rnnexp.models.losses import sequence_loss  # noqa: E402
-from rnnexp.models.sequence_model import SequenceModel  # noqa: E402
+from rnnexp.models.nets.losses import sequence_loss  # noqa: E402
+from rnnexp.models.nets.sequence_model import SequenceModel  # noqa: E402
 
 
 def main() -> None:

@@ -51,7 +51,8 @@ def describe(exc: BaseException) -> Optional[str]:
             break
     for e in chain:
         if isinstance(e, ConfigError):
-            return str(e.under(full_key) if full_key and not e.key.startswith(full_key + ".") else e)
+            inside = e.key == full_key or e.key.startswith(full_key + ".")
+            return str(e.under(full_key) if full_key and not inside else e)
         if isinstance(e, UserError):
             return str(e)
     for e in chain:

@@ -22,8 +22,8 @@ from rnnexp.checkpoints import load_checkpoint
 from rnnexp.cli import run_app
 from rnnexp.data.vocab import Vocab
 from rnnexp.errors import ConfigError, UserError, check_positive_int
-from rnnexp.models.language_model import CHECKPOINT_KIND, LanguageModel
-from rnnexp.models.sampling import check_sampling, generate
+from rnnexp.models.tasks.language_model import CHECKPOINT_KIND, LanguageModel
+from rnnexp.sampling import check_sampling, generate
 
 
 @dataclass

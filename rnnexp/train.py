@@ -60,15 +60,9 @@ def _sweep_callbacks(cfg: DictConfig) -> List[pl.Callback]:
 def build(cfg: DictConfig):
     """Instantiate the datamodule, model, callbacks, loggers and trainer of a composed config."""
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, **datamodule.model_kwargs())
-    data_kind, model_kind = getattr(datamodule, "target_kind", None), getattr(model, "target_kind", None)
-    if data_kind and model_kind and data_kind != model_kind:
-        fix = "model=tagger" if data_kind == "sequence" else "model=classifier"
-        raise ConfigError(
-            "model",
-            type(model).__name__,
-            f"the data gives one target per {'step' if data_kind == 'sequence' else 'sequence'}: use {fix}",
-        )
+    model = instantiate(cfg.model, **datamodule.spec().model_kwargs())
+    # model=auto becomes the class it picked, so config.yaml records what ran.
+    cfg.model._target_ = f"{type(model).__module__}.{type(model).__qualname__}"
     callbacks = _instantiate_all(cfg.get("callbacks")) + _sweep_callbacks(cfg)
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

@@ -36,7 +36,7 @@ class Case:
 def _fake_checkpoint(path: Path, overrides: List[str], global_step: int = 40) -> Path:
     """A checkpoint with the model of ``python train.py <overrides>`` (weights as initialised)."""
     cfg = compose_config(overrides, path.parent)
-    model = instantiate(cfg.model, **instantiate(cfg.data).model_kwargs())
+    model = instantiate(cfg.model, **instantiate(cfg.data).spec().model_kwargs())
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "epoch": 1,
                 "global_step": global_step, "pytorch-lightning_version": pl.__version__}, path)
@@ -81,7 +81,7 @@ def _tweets(tmp: Path, content: Optional[bytes] = None) -> List[str]:
 
 def _language_model(tmp: Path) -> Path:
     from rnnexp.data.vocab import Vocab
-    from rnnexp.models.language_model import CHECKPOINT_KIND, LanguageModel
+    from rnnexp.models.tasks.language_model import CHECKPOINT_KIND, LanguageModel
 
     vocab = Vocab.build(["hello"])  # no unknown symbol: unseen prime characters are an error
     model = LanguageModel(input_size=len(vocab), num_classes=len(vocab), vocab=list(vocab.tokens), hidden_size=4)
@@ -109,7 +109,10 @@ CASES = [
     Case("batch size 0", lambda t: ["data.batch_size=0"], "data.batch_size=0 is invalid: must be an integer >= 1"),
     Case("negative learning rate", lambda t: ["optimizer.lr=-1"], "optimizer: Invalid learning rate: -1"),
     Case("negative epochs", lambda t: ["trainer.max_epochs=-5"], "trainer: `max_epochs` must be a non-negative integer"),
-    Case("tagging data, classifier model", lambda t: ["data.task=hello"], "use model=tagger"),
+    Case("next-token data, classifier model", lambda t: ["data.task=hello", "model=classifier"],
+         "model='classifier' is invalid: the data gives the next token at every step: use model=lm"),
+    Case("float features, one-hot encoder", lambda t: _mnist(t) + ["model.encoder=onehot"],
+         "model.encoder='onehot' is invalid: the data feeds float features (28 per step), which onehot cannot read"),
     Case("unwritable output directory", lambda t: [f"paths.log_dir={_file(t, 'a_file', b'x')}/outputs"],
          "Not a directory; choose a writable folder with paths.log_dir="),
     # -- checkpoints and resume ----------------------------------------------------------------

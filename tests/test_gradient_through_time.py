@@ -9,7 +9,7 @@ import torch
 
 from rnnexp.callbacks.gradient_through_time import GradientThroughTime, gradient_norms_through_time
 from rnnexp.models import RecurrentBackbone, SequenceClassifier
-from rnnexp.models.unrolled import state_gradients
+from rnnexp.models.nets.unrolled import state_gradients
 from rnnexp.train import run
 from tests.conftest import compose_config
 from tests.wandb_reader import read_run

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnexp.models import IGNORE_INDEX, ManyToManyHead, ManyToOneHead, RecurrentBackbone, sequence_loss
-from rnnexp.models.losses import sequence_loss_sum
+from rnnexp.models.nets.losses import sequence_loss_sum
 
 
 def _outputs():
@@ -76,7 +76,7 @@ def test_sequence_loss_weights_like_tensorflow():
 def test_correct_predictions_counts_like_torchmetrics_accuracy_and_skips_padding():
     from torchmetrics.classification import MulticlassAccuracy
 
-    from rnnexp.models.tagger import correct_predictions
+    from rnnexp.models.tasks.epoch_sums import correct_predictions
 
     torch.manual_seed(0)
     logits = torch.randn(8, 20, 30)

@@ -26,7 +26,7 @@ def _trainer(tmp_path, **kwargs):
 def test_every_cell_and_direction_trains(tmp_path, cell, bidirectional, kind):
     dm = ToyWordsDataModule("i_like_dog" if kind == "classifier" else "hello_batch")
     cls = SequenceClassifier if kind == "classifier" else SequenceTagger
-    model = cls(**dm.model_kwargs(), cell=cell, bidirectional=bidirectional, hidden_size=8, optimizer=ADAM)
+    model = cls(**dm.spec().model_kwargs(), cell=cell, bidirectional=bidirectional, hidden_size=8, optimizer=ADAM)
     before = [p.detach().clone() for p in model.parameters()]
     _trainer(tmp_path).fit(model, datamodule=dm)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
@@ -34,7 +34,7 @@ def test_every_cell_and_direction_trains(tmp_path, cell, bidirectional, kind):
 
 def test_checkpoint_loads_on_the_weights_only_path(tmp_path):
     dm = ToyWordsDataModule("hello")
-    model = SequenceTagger(**dm.model_kwargs(), cell="gru", hidden_size=8, optimizer=ADAM,
+    model = SequenceTagger(**dm.spec().model_kwargs(), cell="gru", hidden_size=8, optimizer=ADAM,
                            scheduler={"scheduler": {"_target_": "torch.optim.lr_scheduler.StepLR", "_partial_": True,
                                                     "step_size": 1}, "interval": "epoch"})
     trainer = _trainer(tmp_path, fast_dev_run=False, max_epochs=1)
@@ -51,7 +51,7 @@ def test_checkpoint_loads_on_the_weights_only_path(tmp_path):
 
 def test_tagger_epoch_metrics_are_token_weighted(tmp_path):
     dm = ToyWordsDataModule("i_like_dog", target="sequence", sequences=["i like dog", "i really love hot coffee"])
-    model = SequenceTagger(**dm.model_kwargs(), hidden_size=8, optimizer=ADAM)
+    model = SequenceTagger(**dm.spec().model_kwargs(), hidden_size=8, optimizer=ADAM)
     trainer = _trainer(tmp_path, fast_dev_run=False, max_epochs=1, limit_train_batches=0)
     (result,) = trainer.validate(model, datamodule=dm)
     batch = next(iter(dm.val_dataloader()))
@@ -66,16 +66,20 @@ def test_tagger_epoch_metrics_are_token_weighted(tmp_path):
 
 
 def test_data_and_model_target_kinds_must_agree(make_cfg):
-    from rnnexp.errors import ConfigError
+    from rnnexp.cli import describe
 
-    with pytest.raises(ConfigError, match="model=tagger"):
-        build(make_cfg("data.task=hello"))
+    with pytest.raises(Exception) as caught:
+        build(make_cfg("data.task=hello", "model=classifier"))
+    assert "the data gives the next token at every step: use model=lm" in describe(caught.value)
+    with pytest.raises(Exception) as caught:
+        build(make_cfg("model=tagger"))
+    assert "one label per sequence: use model=classifier" in describe(caught.value)
 
 
 def test_optimizer_range_errors_are_user_errors(tmp_path):
     from rnnexp.errors import UserError
 
     dm = ToyWordsDataModule("i_like_dog")
-    model = SequenceClassifier(**dm.model_kwargs(), optimizer={**ADAM, "lr": -1.0})
+    model = SequenceClassifier(**dm.spec().model_kwargs(), optimizer={**ADAM, "lr": -1.0})
     with pytest.raises(UserError, match="optimizer: Invalid learning rate"):
         _trainer(tmp_path).fit(model, datamodule=dm)

@@ -15,8 +15,8 @@ from rnnexp.callbacks.gradient_norm import GradientNorm
 from rnnexp.data import ToyWordsDataModule
 from rnnexp.errors import ConfigError
 from rnnexp.models import RecurrentBackbone, SequenceClassifier
-from rnnexp.models.cells import ScriptedRNN
-from rnnexp.models.schedules import exponential_decay
+from rnnexp.models.nets.scripted_rnn import ScriptedRNN
+from rnnexp.schedules import exponential_decay
 from tests.conftest import compose_config, lr_trace
 from tests.test_backbone import noisy_padding
 
@@ -33,7 +33,7 @@ def _trainer(tmp_path, steps, callbacks=(), **kwargs):
 def _classifier(dm, **kwargs):
     torch.manual_seed(0)
     kwargs.setdefault("optimizer", ADAM)
-    return SequenceClassifier(cell="rnn", hidden_size=8, **dm.model_kwargs(), **kwargs)
+    return SequenceClassifier(cell="rnn", hidden_size=8, **dm.spec().model_kwargs(), **kwargs)
 
 
 # -- schedules ---------------------------------------------------------------------------------
@@ -55,7 +55,7 @@ def test_exponential_schedule_follows_tensorflows_formula(tmp_path, staircase):
 
 def test_exponential_schedule_steps_per_optimizer_step_in_a_trainer_run(tmp_path):
     dm = ToyWordsDataModule("i_like_dog", repeat=4)  # 4 batches per epoch
-    sched = {"scheduler": {"_target_": "rnnexp.models.schedules.exponential_decay", "_partial_": True,
+    sched = {"scheduler": {"_target_": "rnnexp.schedules.exponential_decay", "_partial_": True,
                            "decay_steps": 3, "decay_rate": 0.5, "staircase": True}, "interval": "step", "frequency": 1}
     model = _classifier(dm, scheduler=sched)
     trainer = _trainer(tmp_path, 7)
@@ -86,7 +86,7 @@ def test_cosine_schedule_warms_up_linearly_then_follows_a_cosine(tmp_path):
 
 def test_cosine_total_steps_null_means_the_whole_run(tmp_path):
     dm = ToyWordsDataModule("i_like_dog", repeat=4)
-    sched = {"scheduler": {"_target_": "rnnexp.models.schedules.warmup_cosine", "_partial_": True,
+    sched = {"scheduler": {"_target_": "rnnexp.schedules.warmup_cosine", "_partial_": True,
                            "total_steps": None, "warmup_steps": 2}, "interval": "step", "frequency": 1}
     model = _classifier(dm, scheduler=sched)
     trainer = _trainer(tmp_path, -1, max_epochs=2)
@@ -174,11 +174,11 @@ class ManualClassifier(SequenceClassifier):
 @pytest.mark.parametrize("algorithm", ["norm", "value"])
 def test_manual_step_clips_and_steps_step_interval_schedulers(tmp_path, algorithm):
     dm = ToyWordsDataModule("i_like_dog", repeat=4)
-    sched = {"scheduler": {"_target_": "rnnexp.models.schedules.exponential_decay", "_partial_": True,
+    sched = {"scheduler": {"_target_": "rnnexp.schedules.exponential_decay", "_partial_": True,
                            "decay_steps": 1, "decay_rate": 0.5}, "interval": "step", "frequency": 2}
     torch.manual_seed(0)
     model = ManualClassifier(cell="rnn", hidden_size=8, optimizer={**ADAM, "lr": 0.5}, scheduler=sched,
-                             gradient_clip_val=1e-3, gradient_clip_algorithm=algorithm, **dm.model_kwargs())
+                             gradient_clip_val=1e-3, gradient_clip_algorithm=algorithm, **dm.spec().model_kwargs())
     before = [p.detach().clone() for p in model.parameters()]
     trainer = _trainer(tmp_path, 6)  # Trainer(gradient_clip_val=...) would raise under manual optimization
     trainer.fit(model, datamodule=dm)
@@ -197,7 +197,7 @@ def test_manual_step_logs_the_norm_before_its_clipping(tmp_path):
     dm = ToyWordsDataModule("i_like_dog", repeat=4)
     torch.manual_seed(0)
     model = ManualClassifier(cell="rnn", hidden_size=8, optimizer={**ADAM, "lr": 0.5}, gradient_clip_val=1e-4,
-                             **dm.model_kwargs())
+                             **dm.spec().model_kwargs())
     logger = pl.loggers.CSVLogger(tmp_path, name="csv")
     trainer = _trainer(tmp_path, 3, [GradientNorm()], logger=logger, log_every_n_steps=1)
     trainer.fit(model, datamodule=dm)
@@ -291,7 +291,7 @@ def test_custom_activation_trains_end_to_end(tmp_path):
 def test_init_and_forget_bias_reach_the_backbone_from_the_config(tmp_path):
     cfg = compose_config(["model.init=orthogonal", "model.forget_bias=1.0", "model.hidden_size=6"], tmp_path)
     dm = instantiate(cfg.data)
-    model = instantiate(cfg.model, **dm.model_kwargs())
+    model = instantiate(cfg.model, **dm.spec().model_kwargs())
     lstm = model.net.backbone.blocks[0]
     for gate in lstm.weight_hh_l0.split(6):
         assert torch.allclose(gate @ gate.T, torch.eye(6), atol=1e-5)
@@ -354,7 +354,7 @@ def test_dropout_keys_compose_and_reach_the_backbone(tmp_path):
     cfg = compose_config(["model.input_dropout=0.2", "model.variational_dropout=true", "model.dropout=0.3",
                           "model.num_layers=2"], tmp_path)
     dm = instantiate(cfg.data)
-    backbone = instantiate(cfg.model, **dm.model_kwargs()).net.backbone
+    backbone = instantiate(cfg.model, **dm.spec().model_kwargs()).net.backbone
     assert backbone.variational and backbone.input_dropout.p == 0.2 and backbone.runs == [1, 1]
     with pytest.raises(ConfigError, match="input_dropout"):
         RecurrentBackbone(3, input_dropout=1.0)
@@ -363,7 +363,7 @@ def test_dropout_keys_compose_and_reach_the_backbone(tmp_path):
 def test_weight_decay_reaches_the_optimizer(tmp_path):
     cfg = compose_config(["optimizer=sgd", "optimizer.weight_decay=0.25", "trainer.max_epochs=1"], tmp_path)
     dm = instantiate(cfg.data)
-    model = instantiate(cfg.model, **dm.model_kwargs())
+    model = instantiate(cfg.model, **dm.spec().model_kwargs())
     trainer = _trainer(tmp_path, 1)
     trainer.fit(model, datamodule=dm)
     assert trainer.optimizers[0].param_groups[0]["weight_decay"] == 0.25

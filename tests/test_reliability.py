@@ -18,7 +18,7 @@ from rnnexp.models import SequenceClassifier
 def test_non_finite_loss_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
     dm = ToyWordsDataModule("i_like_dog", repeat=5)
     # An absurd learning rate with no clipping makes the loss overflow within a few steps.
-    model = SequenceClassifier(**dm.model_kwargs(), cell="rnn", nonlinearity="relu", hidden_size=16,
+    model = SequenceClassifier(**dm.spec().model_kwargs(), cell="rnn", nonlinearity="relu", hidden_size=16,
                                optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 1e12})
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)
     trainer = pl.Trainer(default_root_dir=tmp_path, max_epochs=20, logger=False, enable_progress_bar=False,
@@ -44,7 +44,7 @@ class _PoisonWeightsAfter(pl.Callback):
 
 def test_a_checkpoint_of_non_finite_weights_is_refused_even_after_a_finite_loss(tmp_path):
     dm = ToyWordsDataModule("i_like_dog", repeat=5)
-    model = SequenceClassifier(**dm.model_kwargs(), cell="gru", hidden_size=8,
+    model = SequenceClassifier(**dm.spec().model_kwargs(), cell="gru", hidden_size=8,
                                optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01})
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)
     trainer = pl.Trainer(default_root_dir=tmp_path, max_epochs=5, logger=False, enable_progress_bar=False,
@@ -77,7 +77,7 @@ def _fit(tmp_path, max_epochs, ckpt_path=None, callbacks=()):
     pl.seed_everything(3)
     dm = ToyWordsDataModule("i_like_dog", sequences=["i like dog", "i love coffee", "i hate milk", "we like tea",
                                                      "we love hot milk"], batch_size=2, repeat=3, seed=3)
-    model = SequenceClassifier(**dm.model_kwargs(), cell="lstm", hidden_size=8, dropout=DROPOUT,
+    model = SequenceClassifier(**dm.spec().model_kwargs(), cell="lstm", hidden_size=8, dropout=DROPOUT,
                                optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01})
     trainer = pl.Trainer(default_root_dir=tmp_path, max_epochs=max_epochs, logger=False, enable_progress_bar=False,
                          callbacks=[RngStateCheckpoint(), *callbacks], enable_checkpointing=bool(callbacks))

@@ -15,7 +15,7 @@ import torch
 from rnnexp.callbacks.rng_state import RngStateCheckpoint
 from rnnexp.checkpoints import AtomicCheckpointIO
 from rnnexp.data.tweets import TweetsDataModule
-from rnnexp.models.language_model import LanguageModel
+from rnnexp.models.tasks.language_model import LanguageModel
 from tests.conftest import ROOT, run_cli
 from tests.tweets_fixtures import write_tweets
 
@@ -86,7 +86,7 @@ def _fit_tweets(root, corpus, batching, ckpt_path=None, every_step=False):
     pl.seed_everything(1)
     dm = TweetsDataModule(path=str(corpus), download=False, batching=batching, batch_size=4, num_steps=50,
                           min_count=1, seed=1)
-    model = LanguageModel(**dm.model_kwargs(), cell="gru", hidden_size=8, dropout=0.2,
+    model = LanguageModel(**dm.spec().model_kwargs(), cell="gru", hidden_size=8, dropout=0.2,
                           optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01})
     callbacks = [RngStateCheckpoint()]
     if every_step:

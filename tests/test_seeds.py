@@ -10,8 +10,8 @@ from torch import nn
 
 from rnnexp.data import ToyWordsDataModule
 from rnnexp.models import IGNORE_INDEX, ManyToManyHead, RecurrentBackbone, SequenceTagger, sequence_loss
-from rnnexp.models.heads import ManyToOneHead
-from rnnexp.models.sampling import next_token_distribution
+from rnnexp.models.nets.heads import ManyToOneHead
+from rnnexp.sampling import next_token_distribution
 from tests.conftest import compose_config, lr_trace
 
 
@@ -75,7 +75,7 @@ def test_static_rnn_equals_dynamic_rnn_on_full_length_sequences():
 
 def test_MultiRNNCell_is_num_layers_or_hidden_sizes(tmp_path):
     cfg = compose_config(["model.hidden_sizes=[128,256]", "cell=gru"], tmp_path)  # CS20: [GRUCell(s) for s in (128, 256)]
-    model = instantiate(cfg.model, **instantiate(cfg.data).model_kwargs())
+    model = instantiate(cfg.model, **instantiate(cfg.data).spec().model_kwargs())
     assert model.net.backbone.hidden_sizes == [128, 256]
     net = _backbone("lstm", num_layers=2)
     _, final = net(torch.randn(2, 5, 3))

@@ -12,7 +12,7 @@ def test_hello_is_next_character_at_every_step():
     decode = lambda ids: dm.vocab.decode(i for i in ids if i != IGNORE_INDEX)  # noqa: E731
     assert decode(batch["inputs"][0].tolist()) == "hell"
     assert decode(batch["targets"][0].tolist()) == "ello"
-    assert dm.model_kwargs()["input_size"] == 5  # <pad>, e, h, l, o
+    assert dm.spec().model_kwargs()["input_size"] == 5  # <pad>, e, h, l, o
 
 
 def test_hello_batch_has_the_three_sequences():

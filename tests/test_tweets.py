@@ -15,8 +15,8 @@ from rnnexp.data.samplers import BucketBatches
 from rnnexp.data.tweets import StreamWindows, TweetsDataModule, read_documents
 from rnnexp.data.vocab import UNK, Vocab
 from rnnexp.errors import ConfigError, DataError, UserError
-from rnnexp.models.language_model import LanguageModel
-from rnnexp.models.sampling import generate, next_token_distribution
+from rnnexp.models.tasks.language_model import LanguageModel
+from rnnexp.sampling import generate, next_token_distribution
 from rnnexp.train import run
 from tests.conftest import SHARED_DATA, compose_config, run_cli
 from tests.tweets_fixtures import make_tweets, write_tweets
@@ -48,7 +48,7 @@ def test_reads_cs20_format_and_keeps_every_character(corpus):
     dm = datamodule(corpus, min_count=2)
     assert len(dm.splits["train"]) + len(dm.splits["val"]) + len(dm.splits["test"]) == 300
     assert len(dm.splits["val"]) == len(dm.splits["test"]) == 15
-    vocab = Vocab(dm.model_kwargs()["vocab"])
+    vocab = Vocab(dm.spec().model_kwargs()["vocab"])
     assert vocab.tokens[:2] == ["<pad>", UNK]
     for ch in "!&_@#\n":  # CS20's vocabulary silently dropped '!' and '&'
         assert ch in vocab.index
@@ -309,7 +309,7 @@ def test_generate_errors_are_one_line(tmp_path):
 
 
 def test_vocab_without_unknown_symbol_lists_missing_prime_characters():
-    from rnnexp.models.sampling import prime_ids
+    from rnnexp.sampling import prime_ids
 
     with pytest.raises(UserError, match="'x', 'z'"):
         prime_ids(Vocab.build(["abc"]), "axbz")

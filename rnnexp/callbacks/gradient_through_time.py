@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from rnnexp.errors import ConfigError, check_positive_int
-from rnnexp.models.backbone import RecurrentBackbone
-from rnnexp.models.unrolled import state_gradients
+from rnnexp.models.nets.backbone import RecurrentBackbone
+from rnnexp.models.nets.unrolled import state_gradients
 
 log = logging.getLogger(__name__)
 TAG = "diagnostics/gradient_through_time"

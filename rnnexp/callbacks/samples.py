@@ -17,7 +17,7 @@ import torch
 
 from rnnexp.data.vocab import Vocab
 from rnnexp.errors import UserError, check_positive_int
-from rnnexp.models.sampling import check_sampling, generate
+from rnnexp.sampling import check_sampling, generate
 
 log = logging.getLogger(__name__)
 

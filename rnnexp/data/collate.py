@@ -12,9 +12,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
-from rnnexp.models.losses import IGNORE_INDEX
-
-PAD_INDEX = 0
+from rnnexp.batch import IGNORE_INDEX, PAD_INDEX
 
 
 def collate_sequences(samples: Sequence[Dict[str, Tensor]]) -> Dict[str, Tensor]:

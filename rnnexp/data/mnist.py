@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from rnnexp.batch import DataSpec
 from rnnexp.data.resumable import ResumableBatches, SeededBatches, batches_done_in_epoch
 from rnnexp.data.idx import FILES, MIRRORS, ensure_files, read_idx, verify_checksum
 from rnnexp.errors import ConfigError, DataError, check_choice, check_positive_int
@@ -111,8 +112,6 @@ class SequenceImages(Dataset):
 
 
 class MNISTDataModule(pl.LightningDataModule):
-    target_kind = "label"
-
     def __init__(
         self,
         data_dir: str = "data/mnist",
@@ -164,9 +163,9 @@ class MNISTDataModule(pl.LightningDataModule):
     def input_size(self) -> int:
         return SIDE if self.mode == "row" else 1
 
-    def model_kwargs(self) -> dict:
-        """What the model needs to know about the data; plain values, stored in checkpoints."""
-        return {"input_size": self.input_size, "num_classes": NUM_CLASSES}
+    def spec(self) -> DataSpec:
+        """What the data feeds a model: float pixels (a row or one pixel per step), one digit per image."""
+        return DataSpec("features", self.input_size, "label", NUM_CLASSES)
 
     def prepare_data(self) -> None:
         ensure_files(self.data_dir, self.download, self.mirrors, self.download_timeout)

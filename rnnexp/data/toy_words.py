@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from rnnexp.batch import DataSpec
 from rnnexp.data.collate import collate_sequences
 from rnnexp.data.resumable import ResumableBatches, SeededBatches, batches_done_in_epoch
 from rnnexp.data.vocab import Vocab
@@ -78,10 +79,11 @@ class ToyWordsDataModule(pl.LightningDataModule):
             return {"inputs": ids[:-1], "targets": ids[1:]}
         return {"inputs": ids[:-1], "targets": ids[-1]}
 
-    def model_kwargs(self) -> dict:
-        """What the model needs to know about the data; plain values, stored in checkpoints."""
+    def spec(self) -> DataSpec:
+        """What the data feeds a model: token ids, and the next token at every step or a last-word label."""
         size = len(self.vocab)
-        return {"input_size": size, "num_classes": size, "vocab": list(self.vocab.tokens)}
+        target = "next_token" if self.target_kind == "sequence" else "label"
+        return DataSpec("tokens", size, target, size, list(self.vocab.tokens))
 
     def _loader(self, samples, shuffle: bool) -> DataLoader:
         return DataLoader(samples, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate_sequences)

@@ -31,6 +31,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from rnnexp.batch import DataSpec
 from rnnexp.data.collate import collate_sequences
 from rnnexp.data.resumable import ResumableBatches, batches_done_in_epoch
 from rnnexp.data.samplers import BucketBatches, StreamOrder
@@ -166,8 +167,6 @@ class StreamWindows(Dataset):
 class TweetsDataModule(pl.LightningDataModule):
     """``data=tweets``: CS20's Trump tweets (or any one-document-per-line UTF-8 file), char level."""
 
-    target_kind = "sequence"
-
     def __init__(
         self,
         data_dir: str = "data/tweets",
@@ -253,11 +252,11 @@ class TweetsDataModule(pl.LightningDataModule):
     def setup(self, stage: Optional[str] = None) -> None:
         self._load()
 
-    def model_kwargs(self) -> dict:
-        """What the model needs to know about the data; plain values, stored in checkpoints."""
+    def spec(self) -> DataSpec:
+        """What the data feeds a model: character ids, and the next character at every step."""
         self._load()
         size = len(self.vocab)
-        return {"input_size": size, "num_classes": size, "vocab": list(self.vocab.tokens)}
+        return DataSpec("tokens", size, "next_token", size, list(self.vocab.tokens))
 
     # -- loaders ---------------------------------------------------------------------------
     def _ranks(self) -> Tuple[int, int]:

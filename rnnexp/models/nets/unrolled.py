@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from rnnexp.models.cells import reverse_valid
+from rnnexp.models.nets.scripted_rnn import reverse_valid
 
 State = Union[Tensor, Tuple[Tensor, Tensor]]
 WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -58,12 +58,13 @@ def run_unrolled(
     x: Tensor,
     lengths: Tensor,
     state: Optional[State],
+    state_parts: int = 1,
 ) -> Tuple[Tensor, State, LayerTap]:
     """``x`` [B, T, F] padded -> (outputs [B, T, D*H] zero at padding, final state as torch's
-    one-layer module returns it, the tap)."""
+    one-layer module returns it, the tap). ``state_parts`` is 2 for cells with a state ``(h, c)``."""
     batch, steps = x.shape[0], x.shape[1]
     valid = (torch.arange(steps)[None, :] < lengths[:, None]).to(x.device)
-    lstm = isinstance(block, nn.LSTM)
+    lstm = state_parts == 2
     outputs, finals_h, finals_c, tapped = [], [], [], []
     for d, suffix in enumerate(("", "_reverse")[:directions]):
         params = layer_parameters(block, layer, suffix)

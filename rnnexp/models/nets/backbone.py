@@ -8,7 +8,7 @@ become one module per run of equal widths. Variable lengths go through
 last valid step, also for the backward direction of a bidirectional layer.
 
 Vanilla RNNs with an activation other than ``tanh``/``relu`` run on
-:class:`rnnexp.models.cells.ScriptedRNN`, which follows the same contract. Variational
+:class:`rnnexp.models.nets.scripted_rnn.ScriptedRNN`, which follows the same contract. Variational
 dropout (one mask per sequence, reused at every step) needs the tensors between layers,
 so it runs every layer as its own module; torch's dropout inside a fused multi-layer
 module draws a new mask at every step.
@@ -25,12 +25,9 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnexp.errors import ConfigError, check_choice, check_fraction, check_positive_int
-from rnnexp.models.cells import ACTIVATIONS, ScriptedRNN
-from rnnexp.models.unrolled import LayerTap, one_direction_template, run_unrolled
+from rnnexp.models.nets.cells import cell_kind
+from rnnexp.models.nets.unrolled import LayerTap, one_direction_template, run_unrolled
 
-CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-FUSED_NONLINEARITIES = ("tanh", "relu")  # what nn.RNN's fused kernel knows
-NONLINEARITIES = ACTIVATIONS  # the rest run on ScriptedRNN
 # Recurrent-weight initialisations: torch's uniform default, orthogonal (Saxe et al. 2014),
 # identity with zero biases (IRNN: Le, Jaitly and Hinton 2015). Per gate block for LSTM/GRU.
 INITS = ("default", "orthogonal", "identity")
@@ -68,18 +65,19 @@ class RecurrentBackbone(nn.Module):
         variational_dropout: bool = False,
     ) -> None:
         super().__init__()
-        check_choice("cell", cell, CELLS)
+        kind = cell_kind(cell)
         check_choice("init", init, INITS)
-        if forget_bias is not None and cell != "lstm":
-            raise ConfigError("forget_bias", forget_bias, f"only cell=lstm has a forget gate; set it to null for {cell}")
+        if forget_bias is not None and kind.forget_gate is None:
+            raise ConfigError("forget_bias", forget_bias, f"cell={cell} has no forget gate; set it to null")
         check_positive_int("input_size", input_size)
         check_fraction("dropout", dropout)
         check_fraction("input_dropout", input_dropout)
         if not isinstance(variational_dropout, bool):
             raise ConfigError("variational_dropout", variational_dropout, "must be true or false")
-        check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
-        if nonlinearity != "tanh" and cell != "rnn":
-            raise ConfigError("nonlinearity", nonlinearity, f"only cell=rnn takes a nonlinearity; {cell} uses tanh")
+        if nonlinearity not in kind.nonlinearities:
+            if len(kind.nonlinearities) == 1:
+                raise ConfigError("nonlinearity", nonlinearity, f"cell={cell} takes none; it uses {kind.nonlinearities[0]}")
+            check_choice("nonlinearity", nonlinearity, kind.nonlinearities)
         if hidden_sizes:
             sizes = list(hidden_sizes)
             for i, size in enumerate(sizes):
@@ -89,7 +87,7 @@ class RecurrentBackbone(nn.Module):
             check_positive_int("num_layers", num_layers)
             sizes = [hidden_size] * num_layers
 
-        self.cell = cell
+        self.cell, self.kind = cell, kind
         self.hidden_sizes = sizes
         self.num_directions = 2 if bidirectional else 1
         self.output_size = self.num_directions * sizes[-1]
@@ -107,18 +105,17 @@ class RecurrentBackbone(nn.Module):
         self.blocks = nn.ModuleList()
         in_features, first = input_size, 0
         for run in self.runs:
-            kwargs = dict(
-                input_size=in_features,
-                hidden_size=sizes[first],
-                num_layers=run,
-                batch_first=True,
-                bidirectional=bidirectional,
-                dropout=dropout if run > 1 else 0.0,
+            self.blocks.append(
+                kind.block(
+                    nonlinearity,
+                    input_size=in_features,
+                    hidden_size=sizes[first],
+                    num_layers=run,
+                    batch_first=True,
+                    bidirectional=bidirectional,
+                    dropout=dropout if run > 1 else 0.0,
+                )
             )
-            if cell == "rnn":
-                kwargs["nonlinearity"] = nonlinearity
-            fused = cell != "rnn" or nonlinearity in FUSED_NONLINEARITIES
-            self.blocks.append(CELLS[cell](**kwargs) if fused else ScriptedRNN(**kwargs))
             in_features, first = self.num_directions * sizes[first], first + run
 
         self._initialise(init, forget_bias)
@@ -128,12 +125,12 @@ class RecurrentBackbone(nn.Module):
 
         self.initial_state = None
         if learn_initial_state:
-            parts = 2 if cell == "lstm" else 1
             self.initial_state = nn.ParameterList(
-                nn.Parameter(torch.zeros(self.num_directions, 1, size)) for size in sizes for _ in range(parts)
+                nn.Parameter(torch.zeros(self.num_directions, 1, size)) for size in sizes for _ in range(kind.state_parts)
             )
 
     def _initialise(self, init: str, forget_bias: Optional[float]) -> None:
+        forget = self.kind.forget_gate
         for block in self.blocks:
             for name, param in block.named_parameters():
                 hidden = block.hidden_size
@@ -150,8 +147,8 @@ class RecurrentBackbone(nn.Module):
                             param.zero_()
                         if forget_bias is not None:
                             # torch adds bias_ih and bias_hh; TF's forget_bias is their sum.
-                            # Gate order i, f, g, o: the forget block is the second.
-                            param[hidden : 2 * hidden] = forget_bias if name.startswith("bias_ih") else 0.0
+                            block_of_forget = param[forget * hidden : (forget + 1) * hidden]
+                            block_of_forget.fill_(forget_bias if name.startswith("bias_ih") else 0.0)
 
     @property
     def num_layers(self) -> int:
@@ -210,8 +207,8 @@ class RecurrentBackbone(nn.Module):
     @contextmanager
     def record_states(self) -> Iterator[List[LayerTap]]:
         """Within the block, ``forward`` runs every layer one step at a time and appends one
-        :class:`~rnnexp.models.unrolled.LayerTap` per layer to the yielded list;
-        ``rnnexp.models.unrolled.state_gradients(loss, taps)`` then gives dL/dh_t per layer.
+        :class:`~rnnexp.models.nets.unrolled.LayerTap` per layer to the yielded list;
+        ``rnnexp.models.nets.unrolled.state_gradients(loss, taps)`` then gives dL/dh_t per layer.
         Same values as the fused path, many times slower: for diagnostics only."""
         self._taps = []
         try:
@@ -228,7 +225,9 @@ class RecurrentBackbone(nn.Module):
             if key not in self._templates:
                 self._templates[key] = one_direction_template(block, k, self.num_directions)
             hx = None if state is None else state[first + k]
-            data, hn, tap = run_unrolled(self._templates[key], block, k, self.num_directions, data, lengths, hx)
+            data, hn, tap = run_unrolled(
+                self._templates[key], block, k, self.num_directions, data, lengths, hx, self.kind.state_parts
+            )
             final.append(hn)
             self._taps.append(tap)
         return data
@@ -236,8 +235,9 @@ class RecurrentBackbone(nn.Module):
     def _learned_initial_state(self, batch: int) -> List[LayerState]:
         assert self.initial_state is not None
         tensors = [p.expand(-1, batch, -1).contiguous() for p in self.initial_state]
-        if self.cell == "lstm":
-            return [(tensors[i], tensors[i + 1]) for i in range(0, len(tensors), 2)]
+        parts = self.kind.state_parts
+        if parts > 1:
+            return [tuple(tensors[i : i + parts]) for i in range(0, len(tensors), parts)]
         return tensors
 
 

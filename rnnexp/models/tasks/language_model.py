@@ -1,4 +1,4 @@
-"""A next-character language model: a :class:`SequenceTagger` that can carry its state across batches.
+"""A next-token language model: a :class:`SequenceTagger` that can carry its state across batches.
 
 Lightning 2.x has no ``truncated_bptt_steps``; as in Lightning's ``demos/lstm.py`` the
 data keep streams contiguous (batch k+1's row i continues batch k's row i, marked by
@@ -18,8 +18,8 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from rnnexp.errors import ConfigError
-from rnnexp.models.backbone import detach_state
-from rnnexp.models.tagger import SequenceTagger
+from rnnexp.models.nets.backbone import detach_state
+from rnnexp.models.tasks.tagger import SequenceTagger
 
 # Written into every checkpoint so rnnexp.generate can tell a language model from other models.
 CHECKPOINT_KIND = "rnnexp.language_model"
@@ -28,27 +28,15 @@ CHECKPOINT_KIND = "rnnexp.language_model"
 class LanguageModel(SequenceTagger):
     """Logs ``{stage}/loss`` (nats per character), ``/ppl``, ``/bpt`` and its alias ``/bpc``.
 
-    ``tie_weights`` shares the embedding matrix with the output projection (Press & Wolf
-    2017; Inan et al. 2017): it needs ``encoder=embedding`` and ``embedding_dim`` equal to
-    the last layer's width.
+    ``tie_weights`` (a network setting) shares the embedding with the output projection.
     """
 
-    def __init__(self, *args: Any, tie_weights: bool = False, **kwargs: Any) -> None:
+    accepts = ("next_token",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        hp = self.hparams
-        if hp.bidirectional:
+        if self.net.backbone.num_directions == 2:
             raise ConfigError("model.bidirectional", True, "a language model reads left to right; set it to false")
-        if tie_weights:
-            width = self.net.backbone.output_size
-            if hp.encoder != "embedding":
-                raise ConfigError("model.tie_weights", True, f"needs model.encoder=embedding (it is {hp.encoder})")
-            if hp.embedding_dim != width:
-                raise ConfigError(
-                    "model.tie_weights",
-                    True,
-                    f"needs model.embedding_dim ({hp.embedding_dim}) equal to the last hidden size ({width})",
-                )
-            self.net.head.proj.weight = self.net.encoder.embedding.weight
         self._states: Dict[str, Optional[List[Any]]] = {}
 
     def _logits(self, batch, stage: str):
@@ -62,23 +50,25 @@ class LanguageModel(SequenceTagger):
             self._states[stage] = detach_state(final)
         return logits
 
-    def _log_epoch(self, stage: str) -> Optional[torch.Tensor]:
-        mean = super()._log_epoch(stage)
-        if mean is not None:
-            # Characters are the tokens here: bits per character is bits per token under its usual name.
-            self.log(f"{stage}/bpc", mean / math.log(2), prog_bar=stage == "val")
-        return mean
+    def _log_extra(self, stage: str, mean: torch.Tensor) -> None:
+        super()._log_extra(stage, mean)
+        # Characters are the tokens here: bits per character is bits per token under its usual name.
+        self.log(f"{stage}/bpc", mean / math.log(2), prog_bar=stage == "val")
 
     def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
         self._states["train"] = None
 
     def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
         self._states["val"] = None
 
     def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
         self._states["test"] = None
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["rnnexp_kind"] = CHECKPOINT_KIND
 
 

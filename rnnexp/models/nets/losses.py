@@ -7,8 +7,7 @@ from typing import Optional, Tuple
 import torch.nn.functional as F
 from torch import Tensor
 
-# Targets at padded positions carry this value; torch's cross_entropy and torchmetrics skip it.
-IGNORE_INDEX = -100
+from rnnexp.batch import IGNORE_INDEX
 
 
 def sequence_loss_sum(logits: Tensor, targets: Tensor, weights: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:

@@ -1,0 +1,30 @@
+"""The LightningModules, one per task, and the registry that maps ``model=<name>`` to them."""
+
+from typing import Any, Dict, Type
+
+from rnnexp.errors import ConfigError
+from rnnexp.models.tasks.base import RecurrentModule
+from rnnexp.models.tasks.classifier import SequenceClassifier
+from rnnexp.models.tasks.language_model import LanguageModel
+from rnnexp.models.tasks.tagger import SequenceTagger
+
+# The short names of conf/model/*.yaml.
+TASKS: Dict[str, Type[RecurrentModule]] = {
+    "classifier": SequenceClassifier,
+    "tagger": SequenceTagger,
+    "lm": LanguageModel,
+}
+# model=auto: the task each kind of target calls for (rnnexp.batch.TARGET_KINDS).
+DEFAULT_TASK = {"label": "classifier", "step": "tagger", "next_token": "lm"}
+
+
+def auto(target_kind: Any = None, **kwargs: Any) -> RecurrentModule:
+    """``model=auto``: the data's own task (:data:`DEFAULT_TASK`), built from the same settings."""
+    if target_kind not in DEFAULT_TASK:
+        raise ConfigError("target_kind", target_kind, f"model=auto needs the data's target kind, one of {', '.join(DEFAULT_TASK)}")
+    return TASKS[DEFAULT_TASK[target_kind]](target_kind=target_kind, **kwargs)
+
+
+__all__ = [
+    "DEFAULT_TASK", "TASKS", "LanguageModel", "RecurrentModule", "SequenceClassifier", "SequenceTagger", "auto",
+]
