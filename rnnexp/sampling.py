@@ -87,7 +87,7 @@ def generate(
         generated: List[List[int]] = [[] for _ in primes]
         for step in range(length):
             probs = next_token_distribution(logits, temperature, top_k, banned)
-            chosen = torch.multinomial(probs, 1, generator=generator)
+            chosen = draw(probs, generator)
             for row, token in enumerate(chosen[:, 0].tolist()):
                 generated[row].append(token)
             if step + 1 < length:
@@ -96,6 +96,18 @@ def generate(
         return [prime + vocab.decode(ids) for prime, ids in zip(primes, generated)]
     finally:
         net.train(was_training)
+
+
+def draw(probs: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    """One token id per row of ``probs`` [B, V], as [B, 1] on ``probs``' device.
+
+    Drawn on the generator's device: torch refuses a CPU generator for CUDA tensors, and a
+    CPU generator (what the sample callback and ``rnnexp.generate`` seed) gives the same
+    samples from the same seed whatever device the model runs on.
+    """
+    if generator is None:
+        return torch.multinomial(probs, 1)
+    return torch.multinomial(probs.to(generator.device), 1, generator=generator).to(probs.device)
 
 
 def _stack_states(states: List[list]) -> list:

@@ -140,7 +140,11 @@ class RecurrentModule(pl.LightningModule):
         self._step(batch, "test")
 
     def on_train_epoch_start(self) -> None:
-        self.sums.start_train_epoch(self.current_epoch, self.device)
+        self.sums.reset("train")
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        if self.sums.pending:
+            self.sums.restore(self.current_epoch, self.device)
 
     def on_validation_epoch_start(self) -> None:
         self.sums.reset("val")
@@ -149,6 +153,8 @@ class RecurrentModule(pl.LightningModule):
         self.sums.reset("test")
 
     def on_train_epoch_end(self) -> None:
+        if self.sums.pending:
+            self.sums.restore(self.current_epoch, self.device)
         self._log_epoch("train")
 
     def on_validation_epoch_end(self) -> None:

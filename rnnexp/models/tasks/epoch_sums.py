@@ -47,10 +47,18 @@ class EpochSums:
     def load(self, state: Optional[Dict[str, Any]]) -> None:
         self._pending = state
 
-    def start_train_epoch(self, epoch: int, device: torch.device) -> None:
-        """At each training epoch start: continue the restored sums when resuming inside their epoch."""
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def restore(self, epoch: int, device: torch.device) -> None:
+        """Continue the sums of a checkpoint when the run resumed inside their epoch.
+
+        Called before the first training batch after a restore and before the training
+        epoch's metrics are logged (a run resumed after the last batch of an epoch trains no
+        batch of it); Lightning skips ``on_train_epoch_start`` when it restarts mid-epoch.
+        """
         pending, self._pending = self._pending, None
-        self._sums.pop("train", None)
         if pending and pending.get("train") is not None and pending.get("epoch") == epoch:
             self._sums["train"] = pending["train"].to(device)
 

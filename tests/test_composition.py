@@ -1,0 +1,166 @@
+"""Every composition a user would type trains one batch or refuses in one line.
+
+The full matrix (data x model x cell) and a seeded sample crossing it with the network,
+logger, schedule and optimizer keys run in-process (compose, build, fit and test one batch
+with ``debug=fdr``); a few run through the CLI to check the exit code and the single
+``error:`` line there.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import List
+
+import pytest
+import yaml
+
+from rnnexp.cli import describe
+from rnnexp.train import run
+from tests.conftest import CONF, compose_config, run_cli
+from tests.data_fixtures import write_all
+
+DATA = {
+    "toy_words/i_like_dog": ["data=toy_words", "data.task=i_like_dog"],
+    "toy_words/hello": ["data=toy_words", "data.task=hello"],
+    "toy_words/hello_batch": ["data=toy_words", "data.task=hello_batch"],
+    "toy_words/hihello": ["data=toy_words", "data.task=hihello"],
+    "tweets/stream": ["data=tweets", "data.batching=stream"],
+    "tweets/tweets": ["data=tweets", "data.batching=tweets"],
+    "mnist/row": ["data=mnist", "data.mode=row"],
+    "mnist/pixel": ["data=mnist", "data.mode=pixel", "data.batch_size=16"],
+    "mnist/permuted": ["data=mnist", "data.mode=pixel", "data.permute=true", "data.batch_size=16"],
+}
+MODELS = ["classifier", "tagger", "lm", "auto"]
+CELLS = ["rnn", "lstm", "gru"]
+# Which models can learn from which data: label data -> classifier; next-token data -> tagger or lm.
+LEARNS = {"classifier": {"i_like_dog", "row", "pixel", "permuted"}}
+LEARNS["tagger"] = LEARNS["lm"] = {"hello", "hello_batch", "hihello", "stream", "tweets"}
+LEARNS["auto"] = LEARNS["classifier"] | LEARNS["tagger"]
+
+# Keys crossed in the random sample; some values are refused with some cells or data on purpose.
+CROSSED = {
+    "model.bidirectional": ["true", "false", "false"],
+    "model.encoder": ["auto", "onehot", "embedding", "features"],
+    "model.embedding_dim": ["null", "6"],
+    "model.hidden_sizes": ["null", "[6,10]"],
+    "model.num_layers": ["1", "2"],
+    "model.dropout": ["0.0", "0.3"],
+    "model.input_dropout": ["0.0", "0.2"],
+    "model.variational_dropout": ["true", "false"],
+    "model.nonlinearity": ["tanh", "relu", "softsign"],
+    "model.learn_initial_state": ["true", "false"],
+    "model.pooling": ["last", "mean", "max"],
+    "logger": ["csv", "tensorboard", "none", "wandb", "many"],
+    "schedule": [p.stem for p in sorted((CONF / "schedule").glob("*.yaml"))],
+    "optimizer": [p.stem for p in sorted((CONF / "optimizer").glob("*.yaml"))],
+}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_all(tmp_path_factory.mktemp("data"))
+
+
+def _train_or_refuse(overrides: List[str], out: Path, data_dir: Path) -> str:
+    """'trained' after checking the run's files, or the one-line error of a refusal."""
+    cfg = compose_config([*overrides, "debug=fdr"], out)
+    cfg.paths.data_dir = str(data_dir)
+    try:
+        run(cfg)
+    except Exception as exc:  # noqa: BLE001 - a refusal must be a user error, described in one line
+        message = describe(exc)
+        assert message is not None, f"{overrides}: a bug, not a refusal"
+        assert "\n" not in message and message.strip(), message
+        assert not (out / "metrics.json").exists()
+        return message
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics and all(isinstance(v, float) for v in metrics.values())
+    ran = yaml.safe_load((out / "config.yaml").read_text())
+    requested = dict(o.split("=", 1) for o in overrides if "=" in o)
+    assert ran["model"]["cell"] == requested.get("cell", "lstm")
+    assert ran["model"]["_target_"].startswith("rnnexp.models.tasks.")
+    return "trained"
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("data", DATA)
+def test_every_data_model_cell_trains_or_refuses_in_one_line(tmp_path, data_dir, data, model, cell):
+    outcome = _train_or_refuse([*DATA[data], f"model={model}", f"cell={cell}"], tmp_path, data_dir)
+    if data.split("/")[1] in LEARNS[model]:
+        assert outcome == "trained", outcome
+    else:
+        assert "is invalid: the data gives" in outcome and "use model=" in outcome, outcome
+
+
+SAMPLE = 20
+
+
+def crossing(index: int) -> List[str]:
+    """Sample ``index``: a data set and cell, and about a third of the crossed keys at random values."""
+    rng = random.Random(index)
+    overrides = [*DATA[rng.choice(sorted(DATA))], f"cell={rng.choice(CELLS)}"]
+    return overrides + [f"{key}={rng.choice(values)}" for key, values in sorted(CROSSED.items()) if rng.random() < 0.35]
+
+
+@pytest.mark.parametrize("index", range(SAMPLE))
+def test_a_random_crossing_trains_or_refuses_in_one_line(tmp_path, data_dir, index):
+    _train_or_refuse(crossing(index), tmp_path, data_dir)
+
+
+def test_the_random_crossing_checks_both_outcomes(tmp_path_factory, data_dir):
+    """The sample holds compositions that build and compositions that are refused."""
+    from rnnexp.train import build
+
+    built = []
+    for index in range(SAMPLE):
+        cfg = compose_config([*crossing(index), "debug=fdr"], tmp_path_factory.mktemp("c"))
+        cfg.paths.data_dir = str(data_dir)
+        try:
+            build(cfg)
+            built.append(True)
+        except Exception:  # noqa: BLE001 - refusals; their one-line form is checked above
+            built.append(False)
+    assert any(built) and not all(built), built
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["data=mnist"], 0),
+        (["data=tweets", "cell=gru"], 0),
+        (["data=toy_words", "data.task=hihello"], 0),
+        (["data=mnist", "model.encoder=onehot"], 2),
+        (["data=tweets", "model=classifier"], 2),
+        (["data=tweets", "model.bidirectional=true"], 2),
+    ],
+)
+def test_each_data_group_trains_alone_from_the_cli(tmp_path, data_dir, args, expected):
+    result = run_cli(*args, "debug=fdr", f"paths.data_dir={data_dir}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == expected, result.stderr[-2000:]
+    if expected == 2:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    else:
+        assert (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_data_groups_bring_their_own_model(tmp_path):
+    """model=auto (the default) builds the task the data calls for; config.yaml names the class."""
+    from rnnexp.train import build
+
+    data_dir = write_all(tmp_path / "data")
+    expected = {"toy_words": "SequenceClassifier", "mnist": "SequenceClassifier", "tweets": "LanguageModel"}
+    for data, cls in expected.items():
+        cfg = compose_config([f"data={data}"], tmp_path / data)
+        cfg.paths.data_dir = str(data_dir)
+        _, model, _ = build(cfg)
+        assert type(model).__name__ == cls
+        assert cfg.model._target_.endswith(cls)
+    cfg = compose_config(["data.task=hihello"], tmp_path / "hihello")
+    assert type(build(cfg)[1]).__name__ == "LanguageModel"
+    mnist = compose_config(["data=mnist"], tmp_path / "m")
+    mnist.paths.data_dir = str(data_dir)
+    assert build(mnist)[1].net.encoder.kind == "features"

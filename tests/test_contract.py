@@ -1,0 +1,154 @@
+"""The structure the code promises: the batch contract's layering, one place per network setting,
+one table per cell kind, checkpoints of the earlier format, and the epoch sums."""
+
+from __future__ import annotations
+
+import ast
+import re
+import inspect
+import json
+import math
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import yaml
+
+from rnnexp.data import ToyWordsDataModule
+from rnnexp.models import LanguageModel, RecurrentBackbone, SequenceClassifier, SequenceModel, SequenceTagger
+from rnnexp.models.nets.cells import CELLS, CellKind
+from tests.conftest import CONF, ROOT
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+
+
+def _imports(package: str):
+    """(module file, imported module) for every ``rnnexp`` import under ``rnnexp/<package>``."""
+    for path in (ROOT / "rnnexp" / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rnnexp"):
+                yield path, node.module
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("rnnexp"):
+                        yield path, alias.name
+
+
+@pytest.mark.parametrize("package,forbidden", [("data", "rnnexp.models"), ("models", "rnnexp.data")])
+def test_data_and_models_meet_only_in_the_batch_contract(package, forbidden):
+    crossing = [(str(p.relative_to(ROOT)), m) for p, m in _imports(package) if m.startswith(forbidden)]
+    assert not crossing
+    assert any(m == "rnnexp.batch" for _, m in _imports(package))
+
+
+def test_nets_never_import_the_lightning_modules():
+    assert not [(p, m) for p, m in _imports("models/nets") if m.startswith("rnnexp.models.tasks")]
+    for path in (ROOT / "rnnexp" / "models" / "nets").rglob("*.py"):
+        assert "pytorch_lightning" not in path.read_text(), path
+
+
+def test_network_settings_are_written_once():
+    """The model YAMLs add only their target to the shared base; the base's keys are exactly the
+    arguments of SequenceModel and RecurrentBackbone (plus the optimizer specs)."""
+    base = yaml.safe_load((CONF / "model" / "base" / "network.yaml").read_text())
+    for path in (CONF / "model").glob("*.yaml"):
+        own = yaml.safe_load(path.read_text())
+        assert not set(own) & set(base), f"{path.name} repeats {set(own) & set(base)}"
+        assert "cell" not in own
+    arguments = set(inspect.signature(SequenceModel).parameters) | set(inspect.signature(RecurrentBackbone).parameters)
+    arguments -= {"self", "backbone", "input_size", "num_classes", "many_to_one", "input_kind"}
+    assert set(base) - {"_recursive_", "optimizer", "scheduler"} == arguments - {"cell"}
+
+
+def test_the_cell_table_drives_the_backbone():
+    """Every cell of the table has a YAML in conf/cell; a new entry is picked up with no other change."""
+    assert {p.stem for p in (CONF / "cell").glob("*.yaml")} >= set(CELLS)
+    source = inspect.getsource(RecurrentBackbone)
+    for name in CELLS:  # no branch on a cell's name
+        assert not re.search(rf'(==|!=|in)\s*\(?"{name}"', source), name
+    CELLS["twin_lstm"] = CellKind(torch.nn.LSTM, state_parts=2, gates=4, forget_gate=1)
+    try:
+        net = RecurrentBackbone(3, cell="twin_lstm", hidden_size=4, learn_initial_state=True, forget_bias=1.0)
+        out, state = net(torch.randn(2, 5, 3), torch.tensor([5, 2]))
+        assert out.shape == (2, 5, 4) and isinstance(state[0], tuple)
+        assert torch.equal(net.blocks[0].bias_ih_l0[4:8], torch.ones(4))
+    finally:
+        del CELLS["twin_lstm"]
+
+
+@pytest.mark.parametrize("cls,name,rows", [(SequenceClassifier, "classifier", 2), (LanguageModel, "lm", 4)])
+def test_checkpoints_of_the_earlier_format_still_load(cls, name, rows):
+    """Fixtures written by the code before the network settings became one group (weights_only path)."""
+    model = cls.load_from_checkpoint(FIXTURES / f"{name}_v1.ckpt").eval()
+    expected = torch.tensor(json.loads((FIXTURES / "v1_outputs.json").read_text())[name])
+    with torch.no_grad():
+        if name == "classifier":
+            got = model(torch.tensor([[1, 2, 3], [2, 3, 1]]), torch.tensor([3, 2]))[0]
+        else:
+            got = model(torch.tensor([[1, 2, 3, 4]]))[0][0, :, :5]
+    assert got.shape[0] == rows and torch.allclose(got, expected, atol=1e-6)
+
+
+def test_accuracy_counts_tokens_with_their_weights(tmp_path):
+    """A step of weight 0 counts in neither the loss nor the accuracy (it used to give acc = 3.0)."""
+    model = SequenceTagger(input_size=4, num_classes=4, hidden_size=4, optimizer=ADAM)
+    batch = {"inputs": torch.tensor([[1, 2, 3]]), "lengths": torch.tensor([3]),
+             "weights": torch.tensor([[1.0, 0.0, 0.0]])}
+    with torch.no_grad():
+        logits, _ = model(batch["inputs"], batch["lengths"])
+    batch["targets"] = logits.argmax(-1)  # three correct tokens
+    model._step(batch, "val")
+    loss_sum, weight, correct = model.sums.pop("val").tolist()
+    assert weight == 1.0 and correct == 1.0
+    batch["targets"] = batch["targets"].clone()
+    batch["targets"][0, 0] = (batch["targets"][0, 0] + 1) % 4  # the weighted token wrong, the others right
+    model._step(batch, "val")
+    assert model.sums.pop("val").tolist()[2] == 0.0
+
+
+class _CrashAt(pl.Callback):
+    """Writes a checkpoint after training step ``step`` and stops there, as a crash would."""
+
+    def __init__(self, step: int, path: Path) -> None:
+        self.step, self.path = step, path
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)
+            trainer.should_stop = True
+
+
+def _fit(tmp_path, ckpt_path=None, callbacks=()):
+    dm = ToyWordsDataModule("i_like_dog", batch_size=1, repeat=4, seed=3)
+    model = SequenceClassifier(**dm.spec().model_kwargs(), cell="gru", hidden_size=8, optimizer=ADAM)
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, callbacks=list(callbacks),
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                         limit_val_batches=0)
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    return trainer.callback_metrics
+
+
+def test_training_sums_survive_a_mid_epoch_resume(tmp_path):
+    """train/loss and train/acc of an epoch resumed in its middle equal an uninterrupted epoch's."""
+    pl.seed_everything(0)
+    whole = _fit(tmp_path / "a")
+    pl.seed_everything(0)
+    _fit(tmp_path / "b", callbacks=[_CrashAt(17, tmp_path / "mid.ckpt")])  # 12 steps per epoch: 5 into epoch 1
+    assert torch.load(tmp_path / "mid.ckpt", weights_only=True)["rnnexp_epoch_sums"]["epoch"] == 1
+    resumed = _fit(tmp_path / "c", ckpt_path=tmp_path / "mid.ckpt")
+    for key in ("train/loss", "train/acc"):
+        assert math.isclose(float(resumed[key]), float(whole[key]), rel_tol=1e-6), key
+
+
+def test_samples_are_drawn_on_the_generator_device():
+    from rnnexp.sampling import draw
+
+    probs = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    chosen = draw(probs, generator)
+    assert chosen.tolist() == [[1], [2]] and chosen.device == probs.device
+    # The same seed gives the same draws (what makes samples independent of the model's device).
+    soft = torch.full((4, 5), 0.2)
+    assert torch.equal(draw(soft, torch.Generator().manual_seed(1)), draw(soft, torch.Generator().manual_seed(1)))
