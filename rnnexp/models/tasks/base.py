@@ -245,27 +245,26 @@ class RecurrentModule(pl.LightningModule):
 
 
 def _build(where: str, spec: Dict[str, Any], argument: Any) -> Any:
-    """Instantiate a ``_partial_`` spec and call it on ``argument``; a bad value is one line naming its key."""
+    """Instantiate a ``_partial_`` spec and call it on ``argument``; a bad value is one line naming its key.
+
+    Values checked before the call: torch takes ``lr='abc'`` and fails later with a message that
+    names no key (``'<=' not supported ...``), and ``StepLR(gamma='half')`` only at its first step.
+    """
+    _check_numbers(where, spec)
     try:
         return instantiate(spec)(argument)
-    except (ValueError, TypeError) as exc:  # torch's own checks, e.g. a negative lr or lr='abc'
-        key = _mistyped_key(spec)
-        if key is not None:
-            default = inspect.signature(get_class(spec["_target_"])).parameters[key].default
-            raise ConfigError(f"{where}.{key}", spec[key], f"must be a number (the default of {spec['_target_']} is {default})") from exc
+    except (ValueError, TypeError) as exc:  # torch's own range checks, e.g. a negative lr
         raise UserError(f"{where}: {exc} (in {spec['_target_']}); fix it with {where}.<key>=...") from exc
 
 
-def _mistyped_key(spec: Dict[str, Any]) -> Optional[str]:
-    """The first key whose value is not a number where the target's default is one."""
+def _check_numbers(where: str, spec: Dict[str, Any]) -> None:
+    """A key whose value is not a number where the target's default is one is a :class:`ConfigError`."""
     try:
         parameters = inspect.signature(get_class(spec["_target_"])).parameters
-    except Exception:  # noqa: BLE001 - no signature to compare with
-        return None
+    except Exception:  # noqa: BLE001 - no signature to compare with: torch's own checks remain
+        return
     for key, value in spec.items():
         default = parameters[key].default if key in parameters else None
         numeric_default = isinstance(default, numbers.Number) and not isinstance(default, bool)
-        numeric_value = isinstance(value, numbers.Number) and not isinstance(value, bool)
-        if numeric_default and not numeric_value:
-            return key
-    return None
+        if numeric_default and (not isinstance(value, numbers.Number) or isinstance(value, bool)):
+            raise ConfigError(f"{where}.{key}", value, f"must be a number (the default of {spec['_target_']} is {default})")
