@@ -29,7 +29,7 @@ def test_default_run_reaches_accuracy_one_and_writes_its_run_directory(tmp_path)
 def test_cfg_job_shows_the_composed_config(tmp_path):
     result = run_cli("cell=gru", "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "cell: gru" in result.stdout and "_target_: rnnexp.models.SequenceClassifier" in result.stdout
+    assert "cell: gru" in result.stdout and "_target_: rnnexp.models.tasks.auto" in result.stdout
     assert not (tmp_path / "outputs").exists()
 
 

@@ -42,7 +42,7 @@ def datamodule(folder: Path, **kwargs) -> MNISTDataModule:
 )
 def test_batches_are_sequences_of_the_mode(folder, kwargs, steps, features):
     dm = datamodule(folder, batch_size=32, **kwargs)
-    assert dm.spec().model_kwargs() == {"input_size": features, "num_classes": 10, "input_kind": "features"}
+    assert dm.spec().model_kwargs() == {"input_size": features, "num_classes": 10, "input_kind": "features", "target_kind": "label"}
     batch = next(iter(dm.train_dataloader()))
     assert batch["inputs"].shape == (32, steps, features) and batch["inputs"].dtype == torch.float32
     assert batch["lengths"].dtype == torch.int64 and batch["lengths"].tolist() == [steps] * 32
