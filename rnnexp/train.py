@@ -132,6 +132,25 @@ def _refuse_ddp_in_multirun(cfg: DictConfig) -> None:
                               "use trainer.strategy=ddp_spawn in sweeps")
 
 
+def _best_of_fit(trainer: pl.Trainer, name: Optional[str]) -> Dict[str, Any]:
+    """``name`` at the best checkpoint when the checkpoint monitors it, and which value that is.
+
+    Testing uses the best checkpoint, so a sweep that ranks trials by their last epoch ranks
+    weights it never tests. The last epoch's value is kept as ``last_epoch/<name>``.
+    """
+    if not name:
+        return {}
+    checkpoint = trainer.checkpoint_callback
+    score = getattr(checkpoint, "best_model_score", None)
+    if checkpoint is None or checkpoint.monitor != name or score is None:
+        return {"optimized_metric_from": "last epoch"}
+    out: Dict[str, Any] = {"optimized_metric_from": f"best checkpoint ({Path(checkpoint.best_model_path).name})",
+                           name: float(score)}
+    if name in trainer.callback_metrics:
+        out[f"last_epoch/{name}"] = float(trainer.callback_metrics[name])
+    return out
+
+
 def _run(cfg: DictConfig) -> Optional[float]:
     _refuse_ddp_in_multirun(cfg)
     output_dir = Path(cfg.paths.output_dir)
@@ -155,6 +174,7 @@ def _run(cfg: DictConfig) -> Optional[float]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = _scalars(trainer.callback_metrics)
     metrics["fit_seconds"] = time.perf_counter() - start
+    metrics.update(_best_of_fit(trainer, cfg.get("optimized_metric")))
 
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
