@@ -186,7 +186,7 @@ def test_tweet_batches_are_shifted_sequences_from_the_end_of_document_symbol(cor
         assert (batch["targets"][row, length:] == -100).all()
 
 
-@pytest.mark.skipif(not REAL.exists(), reason="the shared trump_tweets.txt is not on this machine")
+@pytest.mark.shared_data("tweets/trump_tweets.txt")
 def test_real_file_padding_random_vs_bucket():
     dm = datamodule(REAL, batching="tweets")
     assert sum(map(len, dm.splits.values())) == 19469
