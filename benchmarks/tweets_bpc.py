@@ -7,8 +7,9 @@
 
 Runs ``python train.py experiment=<name> trainer.max_time=<budget>`` (validation every epoch,
 the best checkpoint tested afterwards) and prints val/bpc after each epoch, from the run's
-``csv/metrics.csv``, and the fit time. A ``ckpt_path=`` continuation restores Lightning's
-``Timer``, so ``--minutes`` counts the earlier sittings too. Long: start it with ``nohup``.
+``csv/metrics.csv``, the fit time of this sitting, and the total fitting time (training and
+validation) that Lightning's ``Timer`` saved in ``last.ckpt``. A ``ckpt_path=`` continuation restores the
+``Timer``, so both ``--minutes`` and that total count the earlier sittings too. Long: start it with ``nohup``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,27 @@ def summarize(run_dir: Path) -> None:
     metrics = run_dir / "metrics.json"
     if metrics.exists():
         m = json.loads(metrics.read_text())
-        print(f"  fit {m.get('fit_seconds', 0) / 60:.1f} min; best-checkpoint test/bpc {m.get('test/bpc', float('nan')):.3f}")
+        print(f"  fit {m.get('fit_seconds', 0) / 60:.1f} min (this sitting); "
+              f"best-checkpoint test/bpc {m.get('test/bpc', float('nan')):.3f}")
+    print("  " + timer_total(run_dir / "checkpoints" / "last.ckpt"))
 
+
+def timer_total(ckpt: Path) -> str:
+    """The training time Lightning's ``Timer`` (present with ``trainer.max_time``) has counted,
+    read from a checkpoint: all sittings of a run continued with ``ckpt_path=``, not just the last."""
+    import torch
+
+    if not ckpt.is_file():
+        return f"no {ckpt}: no Timer total"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    timers = [v for k, v in state.get("callbacks", {}).items() if k == "Timer" or k.startswith("Timer{")]
+    if not timers:
+        return f"{ckpt.name} has no Timer state (the run had no trainer.max_time): no total"
+    # Timer's "train" clock runs from the start of fit (validation inside it included) and is the
+    # only one a continuation restores; its "validate" entry is the last validation loop alone.
+    total = timers[0].get("time_elapsed", {}).get("train", 0.0)
+    return (f"Timer in {ckpt.name} (after epoch {state.get('epoch', 0) + 1}): {total / 60:.1f} min of fitting "
+            f"(training and validation, all sittings)")
 
 def main() -> None:
     parser = argparse.ArgumentParser()

@@ -8,7 +8,8 @@ at norm 1, state carried across windows; validation off, progress bar off). The 
 what a user writes by hand: one-hot characters into ``nn.GRU(V, 128)`` and ``nn.GRU(128, 256)``,
 ``nn.Linear`` to the vocabulary, Adam 3e-4, ``clip_grad_norm_``, the state detached between
 windows. After every Lightning step a callback runs one reference step on the same batch
-(its own loader over the same streams), so both see the same load on the shared cores; the
+(its own loader over the same streams, checked equal to Lightning's batch off both clocks;
+the script stops with an error if any differs), so both see the same load on the shared cores; the
 callback's time is taken out of Lightning's clock. ``--bare`` puts the plain model in a bare
 Trainer instead: Lightning's own floor on this harness. Prints median chars/s and the ratio, by
 wall clock and by CPU time; with ``--threads 1`` the CPU-time ratio barely moves when other
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Tuple
 
 import pytorch_lightning as pl
 import torch
@@ -75,19 +77,27 @@ class Lockstep(pl.Callback):
         self.opt = torch.optim.Adam(reference.parameters(), lr=3e-4)
         self.state = None
         self.lightning, self.plain, self.chars = [], [], 0
+        self.mismatched = 0  # steps where the reference's batch was not Lightning's
         self.lightning_cpu, self.plain_cpu = [], []
         self._mark = self._mark_cpu = None
 
-    def _reference_step(self) -> float:
-        start = time.perf_counter()  # the batch fetch counts, as it does on Lightning's side
+    def _reference_step(self, lightning_batch) -> Tuple[float, float]:
+        """One reference step on its own next batch; (wall, CPU) seconds, the batch fetch counted
+        (as it is on Lightning's side), the check that it is Lightning's batch not counted."""
+        start, start_cpu = time.perf_counter(), time.process_time()
         batch = next(self.batches)
+        fetched, fetched_cpu = time.perf_counter(), time.process_time()
+        same = all(torch.equal(batch[k], lightning_batch[k].cpu()) for k in ("inputs", "targets"))
+        self.mismatched += int(not same)
+        resumed, resumed_cpu = time.perf_counter(), time.process_time()
         logits, self.state = self.ref(batch["inputs"], self.state)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
         self.opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(self.ref.parameters(), 1.0)
         self.opt.step()
-        return time.perf_counter() - start
+        return ((fetched - start) + (time.perf_counter() - resumed),
+                (fetched_cpu - start_cpu) + (time.process_time() - resumed_cpu))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._mark is None:
@@ -95,9 +105,7 @@ class Lockstep(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         lightning, lightning_cpu = time.perf_counter() - self._mark, time.process_time() - self._mark_cpu
-        start_cpu = time.process_time()
-        plain = self._reference_step()
-        plain_cpu = time.process_time() - start_cpu
+        plain, plain_cpu = self._reference_step(batch)
         if batch_idx >= self.warmup:
             self.lightning.append(lightning)
             self.plain.append(plain)
@@ -142,8 +150,12 @@ def main() -> None:
         trainer.callbacks.append(lockstep)
     trainer.fit(model, datamodule=datamodule)
 
+    if lockstep.mismatched:
+        sys.exit(f"error: the reference trained on other batches than Lightning in {lockstep.mismatched} of "
+                 f"{args.steps} steps; the comparison is void")
     lit, plain = statistics.median(lockstep.lightning), statistics.median(lockstep.plain)
-    print(f"threads={torch.get_num_threads()} steps={len(lockstep.plain)} batch=64x50 chars/step={lockstep.chars}")
+    print(f"threads={torch.get_num_threads()} steps={len(lockstep.plain)} batch=64x50 chars/step={lockstep.chars}; "
+          f"the same batch on both sides at all {args.steps} steps (checked)")
     print(f"plain PyTorch : {lockstep.chars / plain:9.0f} chars/s (median step {1000 * plain:.1f} ms)")
     print(f"rnnexp (PL)   : {lockstep.chars / lit:9.0f} chars/s (median step {1000 * lit:.1f} ms)")
     print(f"ratio rnnexp/plain: {plain / lit:.3f} (medians); totals {sum(lockstep.plain) / sum(lockstep.lightning):.3f}")

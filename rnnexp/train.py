@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -100,6 +101,20 @@ def _keep_csv_history(trainer: pl.Trainer) -> None:
                 log.info("Kept the metrics logged before the resume in %s", old.parent)
 
 
+def _csv_header_from_file(trainer: pl.Trainer) -> None:
+    # Lightning's CSV writer rewrites metrics.csv with the columns it has seen itself when new ones
+    # appear; under ddp_spawn the fit ran in child processes, so the main process's writer has seen
+    # none, and the test's first save fails ("dict contains fields not in fieldnames").
+    for logger in trainer.loggers:
+        if isinstance(logger, pl.loggers.CSVLogger) and trainer.is_global_zero:
+            path = Path(logger.experiment.metrics_file_path)
+            if path.is_file():
+                with path.open(newline="") as file:
+                    header = next(csv.reader(file), [])
+                writer = logger.experiment
+                writer.metrics_keys = sorted(set(writer.metrics_keys) | set(header))
+
+
 def _checkpoint_to_start_from(cfg: DictConfig) -> Optional[str]:
     resume, ckpt_path = cfg.get("resume"), cfg.get("ckpt_path")
     if resume and ckpt_path:
@@ -126,6 +141,29 @@ def _refuse_ddp_in_multirun(cfg: DictConfig) -> None:
                               "use trainer.strategy=ddp_spawn in sweeps")
 
 
+def _best_of_fit(trainer: pl.Trainer, name: Optional[str]) -> Dict[str, Any]:
+    """``name`` at the best checkpoint when the checkpoint monitors it, and which value that is.
+
+    Testing uses the best checkpoint, so a sweep that ranks trials by their last epoch ranks
+    weights it never tests. The last epoch's value is kept as ``last_epoch/<name>``.
+    """
+    if not name:
+        return {}
+    checkpoint = trainer.checkpoint_callback
+    score = getattr(checkpoint, "best_model_score", None)
+    if score is None and checkpoint is not None and checkpoint.best_model_path:
+        # ddp_spawn hands the main process the best path but not its score: read it from the file.
+        saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        score = saved.get("callbacks", {}).get(checkpoint.state_key, {}).get("best_model_score")
+    if checkpoint is None or checkpoint.monitor != name or score is None:
+        return {"optimized_metric_from": "last epoch"}
+    out: Dict[str, Any] = {"optimized_metric_from": f"best checkpoint ({Path(checkpoint.best_model_path).name})",
+                           name: float(score)}
+    if name in trainer.callback_metrics:
+        out[f"last_epoch/{name}"] = float(trainer.callback_metrics[name])
+    return out
+
+
 def _run(cfg: DictConfig) -> Optional[float]:
     _refuse_ddp_in_multirun(cfg)
     output_dir = Path(cfg.paths.output_dir)
@@ -149,11 +187,13 @@ def _run(cfg: DictConfig) -> Optional[float]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = _scalars(trainer.callback_metrics)
     metrics["fit_seconds"] = time.perf_counter() - start
+    metrics.update(_best_of_fit(trainer, cfg.get("optimized_metric")))
 
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best:
             log.warning("No best checkpoint was saved; testing the weights at the end of training.")
+        _csv_header_from_file(trainer)
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(_scalars(trainer.callback_metrics))
         if best:

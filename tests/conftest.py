@@ -24,6 +24,29 @@ CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+REQUIRE_DATA_ENV = "RNNEXP_REQUIRE_DATA"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "shared_data(path): needs ../shared/data/<path>; skipped where it is missing, "
+                                       f"a failure when {REQUIRE_DATA_ENV}=1")
+
+
+def require_shared_data(path: Path) -> None:
+    """Skip when a real data set is missing, or fail when ``RNNEXP_REQUIRE_DATA=1``: CI has the
+    data, so there a missing file is a broken machine, not a reason to pass silently."""
+    if path.exists():
+        return
+    if os.environ.get(REQUIRE_DATA_ENV) == "1":
+        pytest.fail(f"{path} is missing and {REQUIRE_DATA_ENV}=1", pytrace=False)
+    pytest.skip(f"{path} is not on this machine ({REQUIRE_DATA_ENV}=1 makes this a failure)")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("shared_data"):
+        require_shared_data(SHARED_DATA / mark.args[0])
+
+
 @pytest.fixture(autouse=True)
 def _offline_loggers(tmp_path_factory, monkeypatch):
     """wandb never reaches a server in tests and writes nothing outside a temporary directory."""

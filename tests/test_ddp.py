@@ -14,18 +14,28 @@ def _metrics(cwd):
     return run_dir, json.loads((run_dir / "metrics.json").read_text())
 
 
+def _run_in(cwd, *args):
+    cwd.mkdir(parents=True, exist_ok=True)
+    result = run_cli(*args, cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
-    ddp, single = tmp_path / "ddp", tmp_path / "single"
-    ddp.mkdir(), single.mkdir()
-    result = run_cli("trainer=ddp", "data.batch_size=3", *COMMON, cwd=ddp)
-    assert result.returncode == 0, result.stderr[-3000:]
-    result = run_cli("data.batch_size=6", *COMMON, cwd=single)
-    assert result.returncode == 0, result.stderr[-3000:]
+    ddp, single, spawn = tmp_path / "ddp", tmp_path / "single", tmp_path / "spawn"
+    _run_in(ddp, "trainer=ddp", "data.batch_size=3", *COMMON)
+    _run_in(single, "data.batch_size=6", *COMMON)
+    # The strategy the multirun error recommends, in a multirun: ranks are spawned, not re-launched.
+    _run_in(spawn, "-m", "trainer=ddp", "trainer.strategy=ddp_spawn", "data.batch_size=3", *COMMON)
     ddp_dir, ddp_metrics = _metrics(ddp)
     _, single_metrics = _metrics(single)
+    (spawn_json,) = (spawn / "outputs" / "train" / "multiruns").glob("*/0/metrics.json")
+    spawn_metrics = json.loads(spawn_json.read_text())
     for key in ("test/loss", "val/loss", "test/acc"):
         assert ddp_metrics[key] == pytest.approx(single_metrics[key], rel=1e-4, abs=1e-5), key
+        assert spawn_metrics[key] == pytest.approx(single_metrics[key], rel=1e-4, abs=1e-5), key
+    assert spawn_metrics["optimized_metric_from"] == single_metrics["optimized_metric_from"]
+    assert "test/loss" in (spawn_json.parent / "csv" / "metrics.csv").read_text().splitlines()[0]
     # Both ranks ran in one run directory; checkpoints and metrics come from rank 0 only.
     assert len(list((ddp / "outputs" / "train" / "runs").iterdir())) == 1
     assert (ddp_dir / "train_ddp_process_1.log").exists()
@@ -99,3 +109,55 @@ def test_stream_windows_of_two_ranks_cover_the_epochs_text_once(tmp_path):
     together = torch.cat(streams).flatten().numpy()  # rank 0's rows, then rank 1's, each row in order
     assert np.array_equal(together, text[: len(together)])
     assert len(text) - len(together) < 2 * 4 + 1  # only the remainder of the cut into 8 streams is left
+
+
+TWEETS = ["data=tweets", "data.download=false", "data.min_count=1", "model.hidden_size=16",
+          "trainer.enable_progress_bar=false", "+trainer.limit_train_batches=8"]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_language_model_on_streams_matches_one_process(tmp_path):
+    """Stream batching under DDP: 2 ranks x 2 streams read what 1 process x 4 streams reads
+    (equal tokens per rank, so the averaged gradients are the global batch's), and the epoch
+    sums of train, val and test are reduced over both ranks."""
+    from tests.tweets_fixtures import write_tweets
+
+    data = write_tweets(tmp_path / "data", count=120).parents[1]
+    common = ["model=lm", "data.batching=stream", "data.num_steps=20", "trainer.max_epochs=2",
+              f"paths.data_dir={data}", *TWEETS]
+    _run_in(tmp_path / "ddp", "trainer=ddp", "data.batch_size=2", *common)
+    _run_in(tmp_path / "single", "data.batch_size=4", *common)
+    _, ddp_metrics = _metrics(tmp_path / "ddp")
+    _, single_metrics = _metrics(tmp_path / "single")
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc"):
+        assert ddp_metrics[key] == pytest.approx(single_metrics[key], rel=1e-4, abs=1e-5), key
+
+
+@pytest.mark.slow
+def test_two_process_ddp_tagger_on_bucketed_tweets_reports_the_whole_splits(tmp_path):
+    """Bucketed tweets under DDP: each rank reads its share of the val and test tweets, and the
+    reported val/test metrics (token-weighted sums reduced over the ranks) equal one process
+    evaluating the same weights on the whole splits."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    from rnnexp.models import SequenceTagger
+    from tests.conftest import compose_config
+    from tests.tweets_fixtures import write_tweets
+
+    data = write_tweets(tmp_path / "data", count=120).parents[1]
+    common = ["model=tagger", "data.batching=tweets", "data.batch_size=3", "trainer.max_epochs=1",
+              f"paths.data_dir={data}", *TWEETS]
+    _run_in(tmp_path / "ddp", "trainer=ddp", *common)
+    run_dir, ddp_metrics = _metrics(tmp_path / "ddp")
+    (ckpt,) = (run_dir / "checkpoints").glob("epoch*.ckpt")  # one epoch: the best is the last
+
+    cfg = compose_config(common[:-1], tmp_path / "eval")
+    cfg.paths.data_dir = str(data)
+    model = SequenceTagger.load_from_checkpoint(ckpt)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    (val,) = trainer.validate(model, datamodule=instantiate(cfg.data))
+    (test,) = trainer.test(model, datamodule=instantiate(cfg.data))
+    for key, value in {**val, **test}.items():
+        assert ddp_metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 
 from rnnexp.errors import UserError
 from rnnexp.loggers import has_api_key, resolve_mode
@@ -150,17 +151,25 @@ def test_a_failing_job_still_finishes_its_wandb_run(tmp_path):
     assert read_run(wandb_dir)["exit_code"] == 1
 
 
+class PruneAtFirstValidation(pl.Callback):
+    """What rnnexp.callbacks.optuna_pruning does when the pruner says stop, without a study."""
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            import optuna
+
+            raise optuna.TrialPruned(f"pruned at epoch {trainer.current_epoch}")
+
+
 def test_a_pruned_trial_ends_its_wandb_run_as_finished_and_tagged(tmp_path):
     import optuna
+    import wandb
 
-    from rnnexp.loggers import finish_wandb, wandb_logger
-
-    wandb_logger(mode="offline", save_dir=str(tmp_path), tags=["sweep"]).experiment.log({"val/loss": 1.0})
-    with pytest.raises(optuna.TrialPruned):
-        try:
-            raise optuna.TrialPruned("pruned at epoch 0")
-        finally:  # as in rnnexp.train.run
-            finish_wandb(failed=True)
+    cfg = compose_config(["logger=wandb", "debug=limit", "tags=[sweep]",
+                          "+callbacks.prune._target_=tests.test_loggers.PruneAtFirstValidation"], tmp_path)
+    with pytest.raises(optuna.TrialPruned, match="pruned at epoch 0"):
+        run(cfg)
+    assert wandb.run is None and not (tmp_path / "metrics.json").exists()
     (wandb_dir,) = _wandb_runs(tmp_path)
     recorded = read_run(wandb_dir)
     assert recorded["exit_code"] == 0 and list(recorded["run"].tags) == ["sweep", "pruned"]

@@ -225,7 +225,7 @@ def test_cli_reports_missing_data_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="the real MNIST files are not in /work/shared/data")
+@pytest.mark.shared_data("mnist")
 def test_the_real_files_load_whole():
     # How fast they load is measured by benchmarks/mnist_load.py, not here.
     dm = MNISTDataModule(str(SHARED_DATA / "mnist"), download=False, val_size=0)

@@ -27,9 +27,27 @@ def test_every_cell_and_direction_trains(tmp_path, cell, bidirectional, kind):
     dm = ToyWordsDataModule("i_like_dog" if kind == "classifier" else "hello_batch")
     cls = SequenceClassifier if kind == "classifier" else SequenceTagger
     model = cls(**dm.spec().model_kwargs(), cell=cell, bidirectional=bidirectional, hidden_size=8, optimizer=ADAM)
-    before = [p.detach().clone() for p in model.parameters()]
-    _trainer(tmp_path).fit(model, datamodule=dm)
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    assert any(name.endswith("_reverse") for name in before) == bidirectional
+    recorder = _GradientRecorder()
+    _trainer(tmp_path, callbacks=[recorder]).fit(model, datamodule=dm)
+    # Every parameter, the backward direction's included, gets a gradient and moves.
+    assert recorder.without_gradient == [] and set(recorder.seen) == set(before)
+    unchanged = [name for name, p in model.named_parameters() if torch.equal(p, before[name])]
+    assert unchanged == []
+
+
+class _GradientRecorder(pl.Callback):
+    """Names of the parameters whose gradient is missing or all zero after the first backward."""
+
+    def __init__(self):
+        self.seen, self.without_gradient = [], None
+
+    def on_after_backward(self, trainer, pl_module):
+        if self.without_gradient is None:
+            grads = {name: p.grad for name, p in pl_module.named_parameters()}
+            self.seen = list(grads)
+            self.without_gradient = [n for n, g in grads.items() if g is None or not torch.any(g != 0)]
 
 
 def test_checkpoint_loads_on_the_weights_only_path(tmp_path):

@@ -55,9 +55,18 @@ def test_dynamic_rnn_sequence_length_and_time_major():
     for b, n in enumerate(lengths.tolist()):
         assert torch.all(out[b, n:] == 0)  # dynamic_rnn zeroes outputs past the length
         assert torch.allclose(h[0, b], out[b, n - 1])  # and copies the state through
-    # time_major=True is the same computation on [T, B, F]: rnnexp is batch-first, transpose.
-    time_major = x.transpose(0, 1)
-    assert torch.equal(net(time_major.transpose(0, 1), lengths)[0], out)
+    # time_major=True: data laid out [T, B, F]. rnnexp is batch-first, so the recipe is to transpose
+    # in and out; the reference is torch's own time-major GRU (batch_first=False) run on each row's
+    # valid steps, with the backbone's weights.
+    gru = nn.GRU(3, 4)
+    gru.load_state_dict(net.blocks[0].state_dict())
+    x_tm = torch.randn(4, 3, 3)  # [T, B, F]
+    out_tm = net(x_tm.transpose(0, 1), lengths)[0].transpose(0, 1)  # [T, B, H]
+    assert out_tm.shape == (4, 3, 4)
+    for b, n in enumerate(lengths.tolist()):
+        expected, _ = gru(x_tm[:n, b : b + 1])
+        assert torch.allclose(out_tm[:n, b], expected[:, 0], atol=1e-6)
+        assert torch.all(out_tm[n:, b] == 0)
 
 
 def test_static_rnn_equals_dynamic_rnn_on_full_length_sequences():

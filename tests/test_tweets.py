@@ -186,7 +186,7 @@ def test_tweet_batches_are_shifted_sequences_from_the_end_of_document_symbol(cor
         assert (batch["targets"][row, length:] == -100).all()
 
 
-@pytest.mark.skipif(not REAL.exists(), reason="the shared trump_tweets.txt is not on this machine")
+@pytest.mark.shared_data("tweets/trump_tweets.txt")
 def test_real_file_padding_random_vs_bucket():
     dm = datamodule(REAL, batching="tweets")
     assert sum(map(len, dm.splits.values())) == 19469
@@ -322,3 +322,47 @@ def test_stream_order_resumes_after_the_windows_already_trained():
     order.set_epoch(3)
     assert list(order) == [(3, 2), (3, 3), (3, 4)]
     assert [k for _, k in order] == [0, 1, 2, 3, 4]  # the next epoch is whole again
+
+
+def test_greedy_generation_writes_the_argmax_of_one_pass_over_its_own_text():
+    """top_k=1, step by step with the carried state, picks at every step the most likely allowed
+    character of a single forward pass over the whole text (prime and continuation)."""
+    torch.manual_seed(0)
+    vocab = Vocab.build(["abcdefgh \n"], unk=True)
+    net = lm(len(vocab), cell="lstm", hidden_sizes=[24, 16]).net.eval()
+    with torch.no_grad():  # larger weights: the argmax then depends on the carried state, not on the bias alone
+        for parameter in net.parameters():
+            parameter.mul_(4)
+    banned = [vocab.index["<pad>"], vocab.unk_index]
+    for text in generate(net, vocab, ["ab", "c d"], 12, 1.0, 1):
+        prime = "ab" if text.startswith("ab") else "c d"
+        ids = vocab.ids("\n" + text)
+        with torch.no_grad():
+            logits = net(torch.tensor([ids[:-1]]), None, None)[0][0]
+        logits[:, banned] = float("-inf")
+        first = len(prime)  # logits[first] predicts the first generated character
+        assert ids[first + 1 :] == logits[first:].argmax(-1).tolist()
+        assert len(text) == len(prime) + 12 and len(set(text[len(prime):])) > 1
+
+
+def test_sample_files_have_the_header_and_the_seeded_samples_of_the_configured_length(tmp_path, corpus):
+    from rnnexp.callbacks.samples import SampleText
+    import pytorch_lightning as pl
+
+    dm = TweetsDataModule(path=str(corpus), download=False, batch_size=8, num_steps=20)
+    model = lm(**dm.spec().model_kwargs())
+    callback = SampleText(seeds=["great", "@", "é"], length=25, temperature=0.8, dirpath=str(tmp_path / "s"),
+                          seed=7, print_samples=False)
+    trainer = pl.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, callbacks=[callback])
+    trainer.fit(model, datamodule=dm)
+    text = (tmp_path / "s" / "epoch_001.txt").read_text(encoding="utf-8")
+    header, body = text.split("\n", 1)
+    assert header == f"# epoch 1, step {trainer.global_step}, temperature 0.8, top_k None" and trainer.global_step == 4
+    # The callback draws from its own generator seeded with seed + epoch, from the weights after epoch 1.
+    expected = generate(model.net, Vocab(dm.spec().model_kwargs()["vocab"]), ["great", "@", "é"], 25, 0.8, None,
+                        torch.Generator().manual_seed(7 + 1))
+    assert body == "\n\n".join(expected) + "\n"
+    assert [len(s) for s in expected] == [5 + 25, 1 + 25, 1 + 25]
+    assert [s[: len(p)] for s, p in zip(expected, ["great", "@", "é"])] == ["great", "@", "é"]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["epoch_000.txt", "epoch_001.txt"]
