@@ -201,6 +201,25 @@ def test_hydra_sweep_syntax_maps_to_optuna_distributions(text, kind, expected):
         assert (dist.low, dist.high, dist.log) == expected
 
 
+@pytest.mark.parametrize("text,values", [
+    ("range(0,10,3)", [0, 3, 6, 9]),            # (stop - start) not a multiple of step: 9 is kept
+    ("range(1,4)", [1, 2, 3]),
+    ("range(10,0,-3)", [1, 4, 7, 10]),
+    ("range(0,1,0.3)", [0.0, 0.3, 0.6, 0.9]),   # 0.9, not dropped (nor rounded down by Optuna)
+    ("range(0.1,0.5,0.1)", [0.1, 0.2, 0.3, 0.4]),
+])
+def test_range_gives_the_values_hydra_enumerates(text, values):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    override = OverridesParser.create().parse_override(f"key={text}")
+    assert sorted(override.value().range()) == pytest.approx(values)  # Hydra's own enumeration
+    dist = distribution(override)
+    got = [dist.low + i * dist.step for i in range(round((dist.high - dist.low) / dist.step) + 1)]
+    assert got == pytest.approx(values)
+    # Every value is one Optuna can sample: all of them are inside the distribution.
+    assert all(dist._contains(dist.to_internal_repr(v)) for v in values)
+
+
 def test_sampled_values_are_valid_overrides():
     for value in [1e-05, 0.5, 3, True, None, "gru", "a b"]:
         cfg = compose_config([f"+probe={format_value(value)}"])

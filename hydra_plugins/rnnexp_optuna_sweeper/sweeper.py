@@ -14,6 +14,7 @@ import logging
 import math
 import re
 import warnings
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -40,7 +41,8 @@ class SweepAborted(UserError):
 def distribution(override: Override):
     """Hydra sweep syntax -> an Optuna distribution.
 
-    ``choice(a, b)`` -> categorical; ``range(1, 4)`` -> ints 1..3 (floats with a step);
+    ``choice(a, b)`` -> categorical; ``range(1, 4)`` -> ints 1..3, ``range(0, 10, 3)`` -> 0, 3, 6, 9
+    (floats with a step: the values Hydra's own sweeper enumerates);
     ``interval(lo, hi)`` -> uniform floats, ``tag(log, interval(...))`` log-uniform,
     ``tag(int, interval(...))`` integers.
     """
@@ -54,10 +56,18 @@ def distribution(override: Override):
                 raise ConfigError(key, c, "choice() values must be numbers, strings, booleans or null")
         return d.CategoricalDistribution(choices)
     if isinstance(value, RangeSweep):
-        start, stop, step = value.start, value.stop, value.step or 1
-        if all(isinstance(x, int) for x in (start, stop, step)):
-            return d.IntDistribution(start, stop - step, step=step)
-        return d.FloatDistribution(float(start), float(stop) - float(step), step=float(step))
+        # The values Hydra's basic sweeper would enumerate (stop excluded, the last partial step
+        # included: range(0, 10, 3) is 0, 3, 6, 9), as Optuna's low, high and step.
+        count, step = len(list(value.range())), value.step or 1
+        if count == 0:
+            raise ConfigError(key, override.input_line, "the range is empty; give start < stop for a positive step")
+        if all(isinstance(x, int) for x in (value.start, value.stop, step)):
+            ends = (value.start, value.start + (count - 1) * step)
+            return d.IntDistribution(min(ends), max(ends), step=abs(step))
+        # Decimal arithmetic: 0.3 * 3 is 0.8999999999999999 in floats, which Optuna would round down to 0.6.
+        start, dstep = Decimal(str(value.start)), Decimal(str(step))
+        ends = (float(start), float(start + (count - 1) * dstep))
+        return d.FloatDistribution(min(ends), max(ends), step=float(abs(dstep)))
     if isinstance(value, IntervalSweep):
         log_scale = "log" in value.tags
         if "int" in value.tags:
