@@ -33,12 +33,6 @@ for tool in munged slurmctld slurmd sinfo; do
 done
 [[ $(id -u) == 0 ]] || { say "run as root (the daemons and their config live under /etc and /var)"; exit 1; }
 
-# A node that is up and idle (or running jobs) is a working cluster: nothing to do.
-if timeout 5 sinfo -h -p "$PARTITION" -o %t 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then
-    echo "$PARTITION"
-    exit 0
-fi
-
 mkdir -p "$STATE"/{ctld,spool} /run/munge /var/log/munge /var/lib/munge
 chown munge:munge /run/munge /var/log/munge /var/lib/munge
 # --- munge: the authentication slurmctld and slurmd share -------------------------------
@@ -66,6 +60,8 @@ ClusterName=rnnexp
 SlurmctldHost=$HOST
 SlurmUser=root
 AuthType=auth/munge
+# A requeued job waits cred_expire seconds before it may start again (default 120).
+AuthInfo=cred_expire=10
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -77,7 +73,7 @@ ReturnToService=2
 MpiDefault=none
 # Quick turnaround for small jobs: short waits between SIGTERM and SIGKILL, finished jobs forgotten soon.
 KillWait=5
-MinJobAge=60
+MinJobAge=300
 SlurmctldTimeout=30
 SlurmdTimeout=30
 StateSaveLocation=$STATE/ctld
@@ -98,7 +94,19 @@ else
 fi
 
 running() { [[ -f "$STATE/$1.pid" ]] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
-if running slurmctld && [[ $changed == 1 ]]; then scontrol reconfigure || true; fi
+# A node that is up (idle or running jobs) under this config is a working cluster: nothing to do.
+if [[ $changed == 0 ]] && timeout 5 sinfo -h -p "$PARTITION" -o %t 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then
+    echo "$PARTITION"
+    exit 0
+fi
+if [[ $changed == 1 ]]; then  # restart daemons started under an older config (jobs survive in the state files)
+    for daemon in slurmd slurmctld; do
+        if running $daemon; then
+            pid=$(cat "$STATE/$daemon.pid"); kill "$pid"
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        fi
+    done
+fi
 running slurmctld || slurmctld
 for _ in $(seq 100); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.2; done
 running slurmd || slurmd
