@@ -301,11 +301,12 @@ class RnnexpOptunaSweeper(Sweeper):
     @staticmethod
     def _counted(study, up_to: Optional[int] = None) -> list:
         """The trials that use up n_trials: all but those that never ran to an outcome (surplus,
-        interrupted, or left by a killed worker: FAIL without an ``error``), which a rerun replaces."""
+        interrupted, or left by a killed worker: FAIL without an ``error``), which a rerun replaces,
+        and those waiting in the queue (``study.enqueue_trial``), which the next asks take."""
         from optuna.trial import TrialState
 
         return [t for t in study.get_trials(deepcopy=False)
-                if not (t.state == TrialState.FAIL and "error" not in t.user_attrs)
+                if not (t.state == TrialState.FAIL and "error" not in t.user_attrs) and t.state != TrialState.WAITING
                 and (up_to is None or t.number <= up_to)]
 
     def _tell_study(self, study, trial, *args, **kwargs) -> None:
@@ -359,7 +360,8 @@ class RnnexpOptunaSweeper(Sweeper):
                 log.info("Trial %d pruned", trial.number)
                 return
             text = str(exc).strip()
-            error = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+            # One line, long enough for submitit's "Job 7_0 ... has not produced any output (state: CANCELLED by 0)".
+            error = f"{type(exc).__name__}: {' '.join(text.split())[:400]}"
             if not isinstance(exc, UserError):  # a bug: keep its traceback in the sweep log
                 log.warning("Trial %d raised", trial.number, exc_info=(type(exc), exc, exc.__traceback__))
         self._set_attr(trial, "error", error)
