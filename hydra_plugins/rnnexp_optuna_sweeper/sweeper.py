@@ -372,6 +372,13 @@ class RnnexpOptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         csv = write_trials_csv(study, sweep_dir)
+        try:
+            from rnnexp.sweep_plots import write_sweep_plots
+
+            # param_importances.png, parallel_coordinates.png
+            write_sweep_plots(study, sweep_dir, target_name=str(self.config.get("optimized_metric") or "value"))
+        except Exception as exc:  # noqa: BLE001 - a plot never fails a finished sweep
+            log.warning("Could not draw the sweep plots: %s", exc)
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not complete:
             log.warning("No trial completed; the trial table is in %s", csv)
