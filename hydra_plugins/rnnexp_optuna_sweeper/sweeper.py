@@ -12,21 +12,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
 import sys
 import warnings
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.rnnexp_optuna_sweeper.inflight import InFlight, runs_jobs_concurrently
+from hydra_plugins.rnnexp_optuna_sweeper.space import distribution, format_value  # noqa: F401  (re-exported)
 from hydra_plugins.rnnexp_optuna_sweeper.results import write_best_experiment, write_trials_csv
 from hydra_plugins.rnnexp_optuna_sweeper.study import (
     TRIAL_ENV, fail_dead_local_trials, instantiate_or_none, open_storage, storage_url, worker_id,
@@ -40,58 +38,6 @@ SURPLUS = "surplus"  # user attr of trials asked for past n_trials by a worker r
 
 class SweepAborted(UserError):
     """Too many trials failed."""
-
-
-def distribution(override: Override):
-    """Hydra sweep syntax -> an Optuna distribution.
-
-    ``choice(a, b)`` -> categorical; ``range(1, 4)`` -> ints 1..3, ``range(0, 10, 3)`` -> 0, 3, 6, 9
-    (floats with a step: the values Hydra's own sweeper enumerates);
-    ``interval(lo, hi)`` -> uniform floats, ``tag(log, interval(...))`` log-uniform,
-    ``tag(int, interval(...))`` integers.
-    """
-    import optuna.distributions as d
-
-    value, key = override.value(), override.get_key_element()
-    if isinstance(value, ChoiceSweep):
-        choices = list(value.list)
-        for c in choices:
-            if not (c is None or isinstance(c, (bool, int, float, str))):
-                raise ConfigError(key, c, "choice() values must be numbers, strings, booleans or null")
-        return d.CategoricalDistribution(choices)
-    if isinstance(value, RangeSweep):
-        # The values Hydra's basic sweeper would enumerate (stop excluded, the last partial step
-        # included: range(0, 10, 3) is 0, 3, 6, 9), as Optuna's low, high and step.
-        count, step = len(list(value.range())), value.step or 1
-        if count == 0:
-            raise ConfigError(key, override.input_line, "the range is empty; give start < stop for a positive step")
-        if all(isinstance(x, int) for x in (value.start, value.stop, step)):
-            ends = (value.start, value.start + (count - 1) * step)
-            return d.IntDistribution(min(ends), max(ends), step=abs(step))
-        # Decimal arithmetic: 0.3 * 3 is 0.8999999999999999 in floats, which Optuna would round down to 0.6.
-        start, dstep = Decimal(str(value.start)), Decimal(str(step))
-        ends = (float(start), float(start + (count - 1) * dstep))
-        return d.FloatDistribution(min(ends), max(ends), step=float(abs(dstep)))
-    if isinstance(value, IntervalSweep):
-        log_scale = "log" in value.tags
-        if "int" in value.tags:
-            return d.IntDistribution(int(value.start), int(value.end), log=log_scale)
-        return d.FloatDistribution(float(value.start), float(value.end), log=log_scale)
-    raise ConfigError(key, override.input_line, "use choice(...), range(...) or interval(...)")
-
-
-def format_value(value: Any) -> str:
-    """A sampled value as Hydra override text."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value)
-    if re.fullmatch(r"[\w./:@+-]+", text):
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def consecutive_runs(trials: Sequence[Any]) -> List[List[Any]]:
