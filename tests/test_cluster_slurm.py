@@ -83,7 +83,7 @@ def test_a_multirun_runs_each_job_as_a_slurm_job(tmp_path, partition):
         # The result is written before the job's process exits: the job ends a moment later.
         wait_for(lambda: _scontrol(_job_id(run)).get("JobState") == "COMPLETED", timeout=60, what="COMPLETED")
         assert {"metrics.json", "config.yaml", "train.log", ".hydra", "checkpoints"} <= {p.name for p in run.iterdir()}
-        assert yaml.safe_load((run / "config.yaml").read_text())["model"]["backbone"]["cell"] == cell
+        assert yaml.safe_load((run / "config.yaml").read_text())["model"]["cell"] == cell
         assert "test/loss" in _metrics(run)
 
 
