@@ -33,7 +33,7 @@ for tool in munged slurmctld slurmd sinfo; do
 done
 [[ $(id -u) == 0 ]] || { say "run as root (the daemons and their config live under /etc and /var)"; exit 1; }
 
-mkdir -p "$STATE"/{ctld,spool} /run/munge /var/log/munge /var/lib/munge
+mkdir -p "$STATE"/{ctld,spool} /etc/slurm /run/munge /var/log/munge /var/lib/munge
 chown munge:munge /run/munge /var/log/munge /var/lib/munge
 # --- munge: the authentication slurmctld and slurmd share -------------------------------
 if [[ ! -s /etc/munge/munge.key ]]; then
