@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import subprocess
 import tempfile
 import uuid
@@ -43,8 +42,6 @@ def slurm_partition() -> str:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
     if os.environ.get("RNNEXP_SLURM_PARTITION"):
         return os.environ["RNNEXP_SLURM_PARTITION"]
-    if shutil.which("sinfo") is None and shutil.which("apt-get") is None:
-        pytest.skip("no SLURM here (sinfo not found)")
     ok, answer = _start("start_slurm.sh")
     if not ok:
         pytest.skip(f"no SLURM cluster: scripts/start_slurm.sh could not start one: {answer}")
