@@ -45,8 +45,9 @@ def test_two_workers_share_a_postgres_study_and_a_third_finishes_after_one_is_ki
     url, study_name = postgres_url(), unique("test-shared")
     # Heartbeats every second: the killed worker's trial is stale 2 s after its last beat.
     beats = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
-    a, b = (_worker(tmp_path, url, study_name, name, seed, "hydra.sweeper.n_trials=6", *beats)
-            for name, seed in (("a", 1), ("b", 2)))
+    # Worker a trains full epochs, so that its trials last long enough to be killed in the middle.
+    a = _worker(tmp_path, url, study_name, "a", 1, "hydra.sweeper.n_trials=4", *beats, "trainer.limit_train_batches=1.0")
+    b = _worker(tmp_path, url, study_name, "b", 2, "hydra.sweeper.n_trials=4", *beats)
 
     def a_mid_trial():  # a trial of worker a has reported its first epoch
         assert a.poll() is None, a.stderr.read()[-3000:]
@@ -69,12 +70,12 @@ def test_two_workers_share_a_postgres_study_and_a_third_finishes_after_one_is_ki
     assert len(killed) == 1
 
     # A third process finishes the study: the killed trial is failed, not lost, and replaced.
-    third = run_cli("-m", "hparams_search=toy_optuna", *FAST, "trainer.max_epochs=3", "hydra.sweeper.n_trials=6",
+    third = run_cli("-m", "hparams_search=toy_optuna", *FAST, "trainer.max_epochs=3", "hydra.sweeper.n_trials=4",
                     f"hydra.sweeper.storage={url}", f"hydra.sweeper.study_name={study_name}", *beats,
                     f"hydra.sweep.dir={tmp_path / 'c'}", cwd=tmp_path)
     assert third.returncode == 0, third.stderr[-3000:]
     trials = optuna.load_study(study_name=study_name, storage=url).trials
-    finished = _finished_trials_ok(trials, 6)
+    finished = _finished_trials_ok(trials, 4)
     assert trials[killed[0].number].state == TrialState.FAIL
     # Every finished trial ran in exactly one worker's sweep directory.
     ran = {t.number: [w for w in "abc" if (tmp_path / w / str(t.number)).exists()] for t in finished}

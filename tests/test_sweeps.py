@@ -349,7 +349,7 @@ def test_a_sweep_killed_mid_trial_finishes_when_the_same_command_runs_again(tmp_
     sweep = tmp_path / "sweep"
     # The same command twice, as a user would retype it; the study is <sweep dir>/optuna.db.
     command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=toy_optuna", *FAST,
-               "trainer.max_epochs=3", "trainer.limit_train_batches=1.0", "data.repeat=30", "hydra.sweeper.n_trials=6",
+               "trainer.max_epochs=3", "trainer.limit_train_batches=1.0", "hydra.sweeper.n_trials=6",
                f"hydra.sweep.dir={sweep}"]
     first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"sqlite:///{sweep / 'optuna.db'}"
