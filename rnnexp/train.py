@@ -58,13 +58,22 @@ def _sweep_callbacks(cfg: DictConfig) -> List[pl.Callback]:
     return [OptunaPruning(found[1], cfg.optimized_metric)]
 
 
+def _cluster_callbacks(cfg: DictConfig) -> List[pl.Callback]:
+    """Inside a SLURM job: save a resume checkpoint when SLURM signals a time limit or preemption."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return []
+    from rnnexp.callbacks.requeue import SaveOnRequeueSignal
+
+    return [SaveOnRequeueSignal(str(Path(cfg.paths.output_dir) / "checkpoints"))]
+
+
 def build(cfg: DictConfig):
     """Instantiate the datamodule, model, callbacks, loggers and trainer of a composed config."""
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, **datamodule.spec().model_kwargs())
     # model=auto becomes the class it picked, so config.yaml records what ran.
     cfg.model._target_ = f"{type(model).__module__}.{type(model).__qualname__}"
-    callbacks = _instantiate_all(cfg.get("callbacks")) + _sweep_callbacks(cfg)
+    callbacks = _instantiate_all(cfg.get("callbacks")) + _sweep_callbacks(cfg) + _cluster_callbacks(cfg)
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer

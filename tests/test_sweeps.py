@@ -54,7 +54,9 @@ def test_a_three_trial_sweep_runs_end_to_end(tmp_path):
     # The jobs reported every validation epoch to their trial: pruning is wired.
     assert all(len(t.intermediate_values) == 2 for t in study.trials)
     best = study.best_trial
-    assert "Best trial" in result.stdout
+    assert result.stdout.count("Best trial") == 1  # once, not logged and printed
+    for plot in ("param_importances.png", "parallel_coordinates.png"):  # rnnexp.sweep_plots, from the study
+        assert (sweep / plot).read_bytes().startswith(b"\x89PNG")
 
     # best_experiment.yaml is a working experiment preset that reproduces the best parameters.
     conf = tmp_path / "conf"
@@ -201,6 +203,25 @@ def test_hydra_sweep_syntax_maps_to_optuna_distributions(text, kind, expected):
         assert (dist.low, dist.high, dist.log) == expected
 
 
+@pytest.mark.parametrize("text,values", [
+    ("range(0,10,3)", [0, 3, 6, 9]),            # (stop - start) not a multiple of step: 9 is kept
+    ("range(1,4)", [1, 2, 3]),
+    ("range(10,0,-3)", [1, 4, 7, 10]),
+    ("range(0,1,0.3)", [0.0, 0.3, 0.6, 0.9]),   # 0.9, not dropped (nor rounded down by Optuna)
+    ("range(0.1,0.5,0.1)", [0.1, 0.2, 0.3, 0.4]),
+])
+def test_range_gives_the_values_hydra_enumerates(text, values):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    override = OverridesParser.create().parse_override(f"key={text}")
+    assert sorted(override.value().range()) == pytest.approx(values)  # Hydra's own enumeration
+    dist = distribution(override)
+    got = [dist.low + i * dist.step for i in range(round((dist.high - dist.low) / dist.step) + 1)]
+    assert got == pytest.approx(values)
+    # Every value is one Optuna can sample: all of them are inside the distribution.
+    assert all(dist._contains(dist.to_internal_repr(v)) for v in values)
+
+
 def test_sampled_values_are_valid_overrides():
     for value in [1e-05, 0.5, 3, True, None, "gru", "a b"]:
         cfg = compose_config([f"+probe={format_value(value)}"])
@@ -301,3 +322,60 @@ def test_a_result_for_a_trial_another_worker_already_failed_is_dropped_not_fatal
         ret.return_value = value
         RnnexpOptunaSweeper()._tell(study, trial, ret)
         assert study.trials[0].state == TrialState.FAIL
+
+
+def _finished_trials_ok(trials, n_trials: int) -> list:
+    """Exactly ``n_trials`` finished trials (complete or pruned), each number once; the others failed."""
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == n_trials, [(t.number, t.state.name) for t in trials]
+    assert all(t.state == TrialState.FAIL for t in trials if t not in finished)
+    return finished
+
+
+def wait_for(predicate, timeout: float = 120, what: str = "a condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_mid_trial_finishes_when_the_same_command_runs_again(tmp_path):
+    sweep = tmp_path / "sweep"
+    # The same command twice, as a user would retype it; the study is <sweep dir>/optuna.db.
+    command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=toy_optuna", *FAST,
+               "trainer.max_epochs=3", "trainer.limit_train_batches=1.0", "hydra.sweeper.n_trials=6",
+               f"hydra.sweep.dir={sweep}"]
+    first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"sqlite:///{sweep / 'optuna.db'}"
+
+    def third_trial_mid_training():  # two trials done, the third past its first of three epochs
+        assert first.poll() is None, first.stderr.read()[-3000:]
+        if not (sweep / "optuna.db").exists():
+            return None
+        try:
+            trials = _study(url).trials
+        except Exception:  # noqa: BLE001 - the study is still being created
+            return None
+        running = [t for t in trials if t.number == 2 and t.state == TrialState.RUNNING and t.intermediate_values]
+        return running[0] if running else None
+
+    wait_for(third_trial_mid_training, what="the third trial to train")
+    first.kill()
+    first.wait(timeout=30)
+    assert first.returncode == -9
+    (killed,) = [t for t in _study(url).trials if t.state == TrialState.RUNNING]
+
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = _study(url).trials
+    _finished_trials_ok(trials, 6)
+    assert trials[killed.number].state == TrialState.FAIL  # not left RUNNING, not counted
+    assert trials[killed.number].user_attrs["worker_gone"].endswith(f":{first.pid}")
+    assert not (sweep / str(killed.number) / "metrics.json").exists()
+    assert len(pd.read_csv(sweep / "trials.csv")) == 7

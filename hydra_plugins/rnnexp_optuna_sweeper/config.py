@@ -18,7 +18,11 @@ class RnnexpOptunaSweeperConf:
     storage: Optional[str] = None
     direction: str = "minimize"               # minimize | maximize the task's return value
     n_trials: int = 20                        # trials in the study in total, over all workers and reruns
-    n_jobs: int = 1                           # trials asked for and launched together (parallel launchers)
+    n_jobs: int = 1                           # trials running at once (on launchers that run jobs in parallel)
+    # On submitit launchers (SLURM, local processes) a new trial starts as soon as any of the
+    # n_jobs running ones finishes; false: ask n_jobs, wait for all of them, ask again.
+    # Hydra's basic launcher runs jobs one after another in this process either way.
+    async_trials: Optional[bool] = None
     max_failure_rate: float = 0.5             # abort once more than this share of n_trials have failed
     # A running trial whose sweeper sends no heartbeat for grace_period seconds (default 2 x the
     # interval; the worker was killed) is failed by the next worker or rerun, and run again

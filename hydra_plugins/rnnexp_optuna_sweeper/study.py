@@ -9,10 +9,13 @@ the sweeper config and builds an ``optuna.trial.Trial`` to report intermediate v
 from __future__ import annotations
 
 import os
+import socket
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Optional, Tuple
+
+from rnnexp.errors import UserError
 
 TRIAL_ENV = "RNNEXP_OPTUNA_TRIAL"
 
@@ -40,12 +43,25 @@ def open_storage(url: str, attempts: int = 5, heartbeat_interval: Optional[int] 
             with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, **kwargs)
+        except ImportError as exc:  # SQLAlchemy imports the database driver only now
+            raise missing_driver(url, exc) from exc
         except (OperationalError, IntegrityError):
             # Workers started together on a new database race to create its tables and
             # version stamp; the loser finds them made on the next attempt.
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
+
+
+def missing_driver(url: str, exc: ImportError) -> UserError:
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(url).render_as_string(hide_password=True)
+    if make_url(url).get_backend_name() == "postgresql":
+        fix = 'install the PostgreSQL driver: pip install -e ".[postgres]" (psycopg 3, what postgresql:// means in SQLAlchemy 2.1)'
+    else:
+        fix = f"install the database driver it needs ({exc.name or exc})"
+    return UserError(f"hydra.sweeper.storage={shown}: {fix}")
 
 
 def instantiate_or_none(spec: Any) -> Any:
@@ -83,3 +99,43 @@ def current_trial(task_name: str) -> Optional[Tuple[Any, Any]]:
     )
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(number))
     return study, optuna.trial.Trial(study, trial_id)
+
+
+def worker_id() -> str:
+    """``host:pid`` of this sweep process, stored on each trial it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def fail_dead_local_trials(study) -> int:
+    """Fail the RUNNING trials of sweep processes on this machine that no longer exist.
+
+    A killed sweep's trials would otherwise count as running until their heartbeat is older
+    than the grace period; a rerun on the same machine can tell at once that their process is
+    gone. (A reused pid looks alive: such a trial waits for the grace period as before.)
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    host, failed = socket.gethostname(), 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = str(trial.user_attrs.get("worker", ""))
+        there, _, pid = owner.rpartition(":")
+        if there != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, "worker_gone", owner)
+            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            failed += 1
+        except UpdateFinishedTrialError:
+            pass  # another worker got there first
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True

@@ -12,20 +12,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.rnnexp_optuna_sweeper.inflight import InFlight, runs_jobs_concurrently
+from hydra_plugins.rnnexp_optuna_sweeper.space import distribution, format_value  # noqa: F401  (re-exported)
 from hydra_plugins.rnnexp_optuna_sweeper.results import write_best_experiment, write_trials_csv
-from hydra_plugins.rnnexp_optuna_sweeper.study import TRIAL_ENV, instantiate_or_none, open_storage, storage_url
+from hydra_plugins.rnnexp_optuna_sweeper.study import (
+    TRIAL_ENV, fail_dead_local_trials, instantiate_or_none, open_storage, storage_url, worker_id,
+)
 from rnnexp.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -35,49 +38,6 @@ SURPLUS = "surplus"  # user attr of trials asked for past n_trials by a worker r
 
 class SweepAborted(UserError):
     """Too many trials failed."""
-
-
-def distribution(override: Override):
-    """Hydra sweep syntax -> an Optuna distribution.
-
-    ``choice(a, b)`` -> categorical; ``range(1, 4)`` -> ints 1..3 (floats with a step);
-    ``interval(lo, hi)`` -> uniform floats, ``tag(log, interval(...))`` log-uniform,
-    ``tag(int, interval(...))`` integers.
-    """
-    import optuna.distributions as d
-
-    value, key = override.value(), override.get_key_element()
-    if isinstance(value, ChoiceSweep):
-        choices = list(value.list)
-        for c in choices:
-            if not (c is None or isinstance(c, (bool, int, float, str))):
-                raise ConfigError(key, c, "choice() values must be numbers, strings, booleans or null")
-        return d.CategoricalDistribution(choices)
-    if isinstance(value, RangeSweep):
-        start, stop, step = value.start, value.stop, value.step or 1
-        if all(isinstance(x, int) for x in (start, stop, step)):
-            return d.IntDistribution(start, stop - step, step=step)
-        return d.FloatDistribution(float(start), float(stop) - float(step), step=float(step))
-    if isinstance(value, IntervalSweep):
-        log_scale = "log" in value.tags
-        if "int" in value.tags:
-            return d.IntDistribution(int(value.start), int(value.end), log=log_scale)
-        return d.FloatDistribution(float(value.start), float(value.end), log=log_scale)
-    raise ConfigError(key, override.input_line, "use choice(...), range(...) or interval(...)")
-
-
-def format_value(value: Any) -> str:
-    """A sampled value as Hydra override text."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value)
-    if re.fullmatch(r"[\w./:@+-]+", text):
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def consecutive_runs(trials: Sequence[Any]) -> List[List[Any]]:
@@ -99,6 +59,7 @@ class RnnexpOptunaSweeper(Sweeper):
         direction: str = "minimize",
         n_trials: int = 20,
         n_jobs: int = 1,
+        async_trials: Optional[bool] = None,
         max_failure_rate: float = 0.5,
         heartbeat_interval: Optional[int] = 60,
         grace_period: Optional[int] = None,
@@ -118,6 +79,7 @@ class RnnexpOptunaSweeper(Sweeper):
             raise ConfigError("hydra.sweeper.max_failure_rate", max_failure_rate, "must be in [0, 1]")
         self.study_name, self.storage, self.direction = study_name, storage, direction
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, float(max_failure_rate)
+        self.async_trials = async_trials is not False
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.sampler_spec, self.pruner_spec = sampler, pruner
         self.params = dict(params or {})
@@ -150,8 +112,6 @@ class RnnexpOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         import optuna
-        # The heartbeat thread study.optimize runs around each trial; ask/tell has to start it itself.
-        from optuna.storages._heartbeat import get_heartbeat_thread
         from optuna.trial import TrialState
 
         assert self.config is not None and self.launcher is not None
@@ -182,73 +142,117 @@ class RnnexpOptunaSweeper(Sweeper):
         log.info("Study %r in %s: %s %s over %d trials; space: %s", study_name, url, self.direction,
                  self.config.get("optimized_metric", "the return value"), self.n_trials, ", ".join(space))
 
-        validated = False
         self._exhausted = False
-        while not self._exhausted:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                # Trials of killed workers (no heartbeat for grace_period) become FAIL, not counted.
-                optuna.storages.fail_stale_trials(study)
-            left = self.n_trials - len(self._counted(study))
-            if left <= 0:
-                break
-            batch = []
-            for _ in range(min(self.n_jobs, left)):
-                with warnings.catch_warnings():  # we run the heartbeat thread ourselves, below
-                    warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
-                    trial = study.ask(fixed_distributions=space)
-                # The n_trials lowest-numbered trials count; one asked past them lost a race
-                # with another worker and is set aside without running.
-                if len(self._counted(study, up_to=trial.number)) > self.n_trials:
-                    trial.set_user_attr(SURPLUS, True)
-                    self._tell_study(study, trial, state=TrialState.FAIL)
-                    break
-                batch.append(trial)
-            if not batch:
-                break
-            overrides = {
-                t.number: fixed + [f"{k}={format_value(t.params[k])}" for k in space]
-                + [f"++hydra.job.env_set.{TRIAL_ENV}={t.number}"]
-                for t in batch
-            }
-            for t in batch:
-                t.set_user_attr("overrides", " ".join(o for o in overrides[t.number] if not o.startswith("++hydra.")))
-            try:
-                if not validated:  # composition errors (a misspelt key) stop the sweep at once
-                    self.validate_batch_is_legal([overrides[t.number] for t in batch])
+        inflight = InFlight(self.launcher, storage) if self._concurrent else None
+        untold: Dict[int, Any] = {}  # trials asked and not yet told: failed as interrupted if the sweep stops
+        validated = False
+        try:
+            while True:
+                room = self.n_jobs
+                if inflight is not None:  # async: refill each free slot at once; else wait for all k
+                    room = self.n_jobs - len(inflight) if self.async_trials or not len(inflight) else 0
+                batch = self._ask(study, space, room) if room > 0 and not self._exhausted else []
+                overrides = {t.number: self._overrides(t, fixed, space) for t in batch}
+                untold.update((t.number, t) for t in batch)
+                if batch and not validated:  # composition errors (a misspelt key) stop the sweep at once
+                    self.validate_batch_is_legal(list(overrides.values()))
                     validated = True
-                for run in consecutive_runs(batch):
-                    with contextlib.ExitStack() as beats:  # "this trial is alive", every heartbeat_interval
-                        for t in run:
-                            beats.enter_context(get_heartbeat_thread(t._trial_id, storage))
-                        returns = self.launcher.launch([overrides[t.number] for t in run],
-                                                       initial_job_idx=run[0].number)
-                    for trial, ret in zip(run, returns):
-                        self._tell(study, trial, ret)
-            except BaseException:
-                for t in batch:  # a stopped sweep leaves no trial RUNNING forever
-                    if study._storage.get_trial(t._trial_id).state == TrialState.RUNNING:
-                        t.set_user_attr("interrupted", True)
-                        self._tell_study(study, t, state=TrialState.FAIL)
-                raise
-            failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if "error" in t.user_attrs]
-            if len(failed) > self.max_failure_rate * self.n_trials:
-                write_trials_csv(study, sweep_dir)
-                last = failed[-1].user_attrs.get("error", "see the trial logs")
-                raise SweepAborted(
-                    f"sweep aborted: {len(failed)} of {self.n_trials} trials failed, more than "
-                    f"hydra.sweeper.max_failure_rate={self.max_failure_rate}; last error: {last}"
-                )
+                if inflight is None:
+                    if not batch:
+                        break
+                    self._run_batch(study, storage, batch, overrides)
+                    untold.clear()
+                else:
+                    for t in batch:
+                        inflight.start(t, overrides[t.number])
+                    if not len(inflight):
+                        break
+                    trial, ret = inflight.next_result()
+                    self._tell(study, trial, ret)
+                    untold.pop(trial.number)
+                self._check_failures(study, sweep_dir)
+        except BaseException:
+            for t in untold.values():  # a stopped sweep leaves no trial RUNNING forever
+                if study._storage.get_trial(t._trial_id).state == TrialState.RUNNING:
+                    t.set_user_attr("interrupted", True)
+                    self._tell_study(study, t, state=TrialState.FAIL)
+            raise
+        finally:
+            if inflight is not None:
+                inflight.close()
         return self._finish(study, sweep_dir, fixed)
+
+    @property
+    def _concurrent(self) -> bool:
+        """Each trial its own job, waited for in a thread (submitit launchers). ``async_trials=false``
+        keeps this path but refills only when all n_jobs are back: the batch-synchronous mode."""
+        return runs_jobs_concurrently(self.launcher)
+
+    def _ask(self, study, space, room: int) -> list:
+        """Up to ``room`` new trials, as many as the study still needs."""
+        import optuna
+        from optuna.trial import TrialState
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # Trials of killed workers (no heartbeat for grace_period, or their process gone from
+            # this machine) become FAIL, not counted: this sweep runs new ones in their place.
+            optuna.storages.fail_stale_trials(study)
+        fail_dead_local_trials(study)
+        batch: list = []
+        for _ in range(min(room, self.n_trials - len(self._counted(study)))):
+            with warnings.catch_warnings():  # the heartbeat thread is started by hand around each job
+                warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
+                trial = study.ask(fixed_distributions=space)
+            trial.set_user_attr("worker", worker_id())
+            # The n_trials lowest-numbered trials count; one asked past them lost a race
+            # with another worker and is set aside without running.
+            if len(self._counted(study, up_to=trial.number)) > self.n_trials:
+                trial.set_user_attr(SURPLUS, True)
+                self._tell_study(study, trial, state=TrialState.FAIL)
+                break
+            batch.append(trial)
+        return batch
+
+    @staticmethod
+    def _overrides(trial, fixed: List[str], space) -> List[str]:
+        overrides = fixed + [f"{k}={format_value(trial.params[k])}" for k in space]
+        trial.set_user_attr("overrides", " ".join(overrides))
+        return overrides + [f"++hydra.job.env_set.{TRIAL_ENV}={trial.number}"]
+
+    def _run_batch(self, study, storage, batch: list, overrides: Dict[int, List[str]]) -> None:
+        """One launch per run of consecutive trial numbers (they name the job directories)."""
+        from optuna.storages._heartbeat import get_heartbeat_thread
+
+        for run in consecutive_runs(batch):
+            with contextlib.ExitStack() as beats:  # "this trial is alive", every heartbeat_interval
+                for t in run:
+                    beats.enter_context(get_heartbeat_thread(t._trial_id, storage))
+                returns = self.launcher.launch([overrides[t.number] for t in run], initial_job_idx=run[0].number)
+            for trial, ret in zip(run, returns):
+                self._tell(study, trial, ret)
+
+    def _check_failures(self, study, sweep_dir: Path) -> None:
+        from optuna.trial import TrialState
+
+        failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if "error" in t.user_attrs]
+        if len(failed) > self.max_failure_rate * self.n_trials:
+            write_trials_csv(study, sweep_dir)
+            last = failed[-1].user_attrs.get("error", "see the trial logs")
+            raise SweepAborted(
+                f"sweep aborted: {len(failed)} of {self.n_trials} trials failed, more than "
+                f"hydra.sweeper.max_failure_rate={self.max_failure_rate}; last error: {last}"
+            )
 
     @staticmethod
     def _counted(study, up_to: Optional[int] = None) -> list:
         """The trials that use up n_trials: all but those that never ran to an outcome (surplus,
-        interrupted, or left by a killed worker: FAIL without an ``error``), which a rerun replaces."""
+        interrupted, or left by a killed worker: FAIL without an ``error``), which a rerun replaces,
+        and those waiting in the queue (``study.enqueue_trial``), which the next asks take."""
         from optuna.trial import TrialState
 
         return [t for t in study.get_trials(deepcopy=False)
-                if not (t.state == TrialState.FAIL and "error" not in t.user_attrs)
+                if not (t.state == TrialState.FAIL and "error" not in t.user_attrs) and t.state != TrialState.WAITING
                 and (up_to is None or t.number <= up_to)]
 
     def _tell_study(self, study, trial, *args, **kwargs) -> None:
@@ -302,7 +306,8 @@ class RnnexpOptunaSweeper(Sweeper):
                 log.info("Trial %d pruned", trial.number)
                 return
             text = str(exc).strip()
-            error = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+            # One line, long enough for submitit's "Job 7_0 ... has not produced any output (state: CANCELLED by 0)".
+            error = f"{type(exc).__name__}: {' '.join(text.split())[:400]}"
             if not isinstance(exc, UserError):  # a bug: keep its traceback in the sweep log
                 log.warning("Trial %d raised", trial.number, exc_info=(type(exc), exc, exc.__traceback__))
         self._set_attr(trial, "error", error)
@@ -313,6 +318,13 @@ class RnnexpOptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         csv = write_trials_csv(study, sweep_dir)
+        try:
+            from rnnexp.sweep_plots import write_sweep_plots
+
+            # param_importances.png, parallel_coordinates.png
+            write_sweep_plots(study, sweep_dir, target_name=str(self.config.get("optimized_metric") or "value"))
+        except Exception as exc:  # noqa: BLE001 - a plot never fails a finished sweep
+            log.warning("Could not draw the sweep plots: %s", exc)
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not complete:
             log.warning("No trial completed; the trial table is in %s", csv)
@@ -321,8 +333,8 @@ class RnnexpOptunaSweeper(Sweeper):
         path = write_best_experiment(study, best, sweep_dir, fixed, self.config)
         metric = self.config.get("optimized_metric", "value")
         summary = ", ".join(f"{k}={format_value(v)}" for k, v in best.params.items())
+        # Once, after whatever the last job's progress bar left on stderr (Hydra's console log is stdout).
+        sys.stderr.flush()
         log.info("Best trial %d: %s = %s with %s", best.number, metric, best.value, summary)
         log.info("Best parameters as an experiment: %s; all trials: %s", path, csv)
-        print(f"Best trial {best.number}: {metric}={best.value} with {summary}")
-        print(f"Wrote {path} and {csv}")
         return best
