@@ -1,0 +1,43 @@
+"""``threads=auto``: as many torch threads as this process has cores that other processes leave idle.
+
+torch starts one thread per core. When another process keeps one of two cores busy, the
+second thread waits for that core at every parallel region, and a small model's steps (which
+synchronise many times each) slowed down 14x in the measurement in docs/reliability.md
+(benchmarks/threads.py). Idle cores are read from ``/proc/stat`` over a short interval (while
+this process sleeps, so its own work is not counted); elsewhere all cores count as free.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _cpu_times():
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]), idle
+
+
+def free_cores(interval: float = 0.1) -> int:
+    """Cores of this process's affinity that were idle over ``interval`` seconds (at least 1)."""
+    cores = _cores()
+    try:
+        total0, idle0 = _cpu_times()
+        time.sleep(interval)
+        total1, idle1 = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return cores
+    if total1 <= total0:
+        return cores
+    machine = os.cpu_count() or cores
+    idle = machine * (idle1 - idle0) / (total1 - total0)  # idle cores of the whole machine
+    return max(1, min(cores, int(idle + 0.5)))
