@@ -21,14 +21,16 @@ from rnnexp.console import format_value
 
 log = logging.getLogger("rnnexp.progress")
 
-# Suffixes of the metrics worth a place in a progress line (losses, accuracy, perplexity, bits per char).
-KEY_METRICS = ("loss", "loss_epoch", "acc", "ppl", "bpc")
+# The metrics worth a place in a progress line: the training loss, and validation loss,
+# accuracy, perplexity and bits per character.
+KEY_METRICS = {"train/": ("loss", "loss_epoch"), "val/": ("loss", "acc", "ppl", "bpc")}
 
 
 def key_metrics(metrics: Dict[str, torch.Tensor], prefixes=("train/", "val/")) -> str:
     shown = []
     for name in sorted(metrics, key=lambda k: (not k.startswith("train/"), k)):
-        if name.startswith(prefixes) and name.rsplit("/", 1)[-1] in KEY_METRICS:
+        prefix, _, short = name.partition("/")
+        if f"{prefix}/" in prefixes and short in KEY_METRICS.get(f"{prefix}/", ()):
             value = metrics[name]
             value = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
             if isinstance(value, (int, float)):
@@ -46,9 +48,14 @@ class ProgressLog(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._active = trainer.progress_bar_callback is None and trainer.is_global_zero
+        self._reset()
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._flush(trainer)
+        self._reset()
+
+    def _reset(self) -> None:
+        # Also from setup: a run resumed mid-epoch starts without on_train_epoch_start.
         self._start = time.perf_counter()
         self._samples = self._tokens = 0
         self._has_tokens = False
