@@ -39,6 +39,16 @@ def _job(folder: Path, states: Dict[str, str]) -> Optional[Dict[str, Any]]:
     return {"job": folder.name, "overrides": overrides, "metric": metric, "value": value, "status": status}
 
 
+def _short(override: str) -> str:
+    """``optimizer.lr=0.002642655549805391`` -> ``optimizer.lr=0.002643``: an Optuna float to 4 figures."""
+    key, sep, value = str(override).partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return str(override)
+    return f"{key}={format_value(number)}" if sep and len(value) > 8 and "." in value else str(override)
+
+
 def summary_table(sweep_dir: Path) -> str:
     """The jobs of a finished multirun as a text table, best first; empty without jobs."""
     from rnnexp.report import _direction, _trial_states
@@ -60,7 +70,7 @@ def summary_table(sweep_dir: Path) -> str:
     rows: List[List[str]] = [["job", metric, "status", "overrides"]]
     for job in sorted(jobs, key=key):
         value = "" if job["value"] is None else format_value(float(job["value"]))
-        changed = " ".join(o for o in job["overrides"] if o not in shared)
+        changed = " ".join(_short(o) for o in job["overrides"] if o not in shared)
         rows.append([job["job"], value, job["status"], changed])
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join([r[0].rjust(widths[0]), r[1].rjust(widths[1]), r[2].ljust(widths[2]), r[3]]).rstrip()

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import pandas as pd
 import yaml
 
+from rnnexp.console import format_value
 from rnnexp.errors import UserError
 from rnnexp.report_html import write_html
 from rnnexp.report_plots import plot_learning_curves, plot_sweep
@@ -159,7 +160,7 @@ def _best_line(table: pd.DataFrame) -> str:
     if best is None or len(table) < 2:
         return ""
     metric, params = _metric(table), table.attrs.get("params", [])
-    settings = ", ".join(f"{p}={table.loc[best, p]}" for p in params if p != "optimized_metric")
+    settings = ", ".join(f"{p}={format_value(table.loc[best, p])}" for p in params if p != "optimized_metric")
     return f"Best run: {table.loc[best, 'run']} ({metric}={table.loc[best, metric]:.6g}{'; ' + settings if settings else ''})"
 
 

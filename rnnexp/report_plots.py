@@ -52,9 +52,12 @@ def _short(value: Any) -> str:
 
 
 def ranked(table: pd.DataFrame, metric: str, direction: str) -> List[Any]:
-    """Row indices from best to worst by ``metric``; runs without a value last."""
+    """Row indices from best to worst by ``metric``: complete runs first, then the others, runs without a value last."""
     values = pd.to_numeric(table[metric], errors="coerce") if metric in table.columns else pd.Series(index=table.index)
-    return list(values.sort_values(ascending=direction != "maximize", na_position="last").index)
+    sign = -1.0 if direction == "maximize" else 1.0
+    key = {i: (table.loc[i, "status"] != "complete", math.isnan(v), 0.0 if math.isnan(v) else sign * v, i)
+           for i, v in values.astype(float).items()}
+    return sorted(table.index, key=lambda i: key[i])
 
 
 def plot_learning_curves(root: Path, table: pd.DataFrame, out: Path, metric: str, direction: str) -> Optional[Path]:
