@@ -85,6 +85,6 @@ class MultirunSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # print, not logging: in the sweep's process the root logger still writes to the
         # last job's train.log.
-        table = summary_table(Path(config.hydra.sweep.dir))
+        table = summary_table(Path(config.hydra.sweep.dir).resolve())
         if table:
             print("\n" + table, flush=True)
