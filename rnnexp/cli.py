@@ -49,7 +49,7 @@ def _from_hydra_job_setup(exc: BaseException) -> bool:
     if not hydra_frames:
         return False
     stdlib = sysconfig.get_paths()["stdlib"]
-    return all(f.filename.startswith(stdlib) for f in frames[hydra_frames[-1] + 1:])
+    return all(f.filename.startswith(stdlib) and "site-packages" not in f.filename for f in frames[hydra_frames[-1] + 1:])
 
 
 def _gpu_missing(message: str) -> bool:

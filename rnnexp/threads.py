@@ -4,7 +4,8 @@ torch starts one thread per core. When another process keeps one of two cores bu
 second thread waits for that core at every parallel region, and a small model's steps (which
 synchronise many times each) slowed down 14x in the measurement in docs/reliability.md
 (benchmarks/threads.py). Idle cores are read from ``/proc/stat`` over a short interval (while
-this process sleeps, so its own work is not counted); elsewhere all cores count as free.
+this process sleeps, so its own work is not counted); elsewhere all cores count as free. An
+``OMP_NUM_THREADS`` in the environment (set by a cluster scheduler or a test runner) wins.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ def _cpu_times():
         fields = [int(v) for v in f.readline().split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return sum(fields[:8]), idle
+
+
+def auto_threads() -> int:
+    """``OMP_NUM_THREADS`` when the environment sets it (a scheduler, a test runner), else :func:`free_cores`."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return free_cores()
 
 
 def free_cores(interval: float = 0.1) -> int:

@@ -144,9 +144,9 @@ def _refuse_ddp_in_multirun(cfg: DictConfig) -> None:
 
 def _set_threads(threads: Any) -> None:
     if threads in (None, "auto"):
-        from rnnexp.threads import free_cores
+        from rnnexp.threads import auto_threads
 
-        threads = free_cores()
+        threads = auto_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError("threads", threads, "must be auto or an integer >= 1")
     torch.set_num_threads(threads)
