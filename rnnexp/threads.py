@@ -12,6 +12,21 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
+
+from rnnexp.errors import ConfigError
+
+
+def set_threads(threads: Any) -> int:
+    """``torch.set_num_threads`` from the ``threads`` setting: ``auto`` or an integer >= 1."""
+    import torch
+
+    if threads in (None, "auto"):
+        threads = auto_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError("threads", threads, "must be auto or an integer >= 1")
+    torch.set_num_threads(threads)
+    return threads
 
 
 def _cores() -> int:

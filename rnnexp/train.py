@@ -24,6 +24,7 @@ from rnnexp.console import metrics_table, quiet_lightning
 from rnnexp.errors import ConfigError, UserError
 from rnnexp.loggers import finish_wandb
 from rnnexp.run_log import HeldRunLog, record_resume
+from rnnexp.threads import set_threads
 
 log = logging.getLogger(__name__)
 
@@ -142,20 +143,10 @@ def _refuse_ddp_in_multirun(cfg: DictConfig) -> None:
                               "use trainer.strategy=ddp_spawn in sweeps")
 
 
-def _set_threads(threads: Any) -> None:
-    if threads in (None, "auto"):
-        from rnnexp.threads import auto_threads
-
-        threads = auto_threads()
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError("threads", threads, "must be auto or an integer >= 1")
-    torch.set_num_threads(threads)
-
-
 def _run(cfg: DictConfig, held: HeldRunLog) -> Optional[float]:
     quiet_lightning()
     _refuse_ddp_in_multirun(cfg)
-    _set_threads(cfg.get("threads", "auto"))
+    set_threads(cfg.get("threads", "auto"))
     output_dir = Path(cfg.paths.output_dir)
     if rank_zero_only.rank == 0:
         log.info("Run directory: %s (%d torch threads)", output_dir, torch.get_num_threads())
