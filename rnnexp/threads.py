@@ -1,9 +1,9 @@
-"""``threads=auto``: as many torch threads as this process has cores that other processes leave idle.
+"""The ``threads`` setting: torch's CPU threads, a number or ``auto`` (the cores other processes leave idle).
 
-torch starts one thread per core. When another process keeps one of two cores busy, the
-second thread waits for that core at every parallel region, and a small model's steps (which
-synchronise many times each) slowed down 14x in the measurement in docs/reliability.md
-(benchmarks/threads.py). Idle cores are read from ``/proc/stat`` over a short interval (while
+torch starts one thread per core. When another process keeps a core busy, the thread on it
+waits for it at every parallel region, and a small model's steps (which synchronise many
+times each) ran 17-20x slower with 2 threads than with 1 on our shared 2-core machine
+(benchmarks/threads.py, docs/recipes.md): hence the default of 1. Idle cores are read from ``/proc/stat`` over a short interval (while
 this process sleeps, so its own work is not counted); elsewhere all cores count as free. An
 ``OMP_NUM_THREADS`` in the environment (set by a cluster scheduler or a test runner) wins.
 """
