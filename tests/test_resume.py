@@ -75,6 +75,9 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     result = run_cli(*OVERRIDES, f"resume={run_dir}", cwd=killed, env=ONE_THREAD)
     assert result.returncode == 0, result.stderr[-3000:]
     assert _only_run_dir(killed) == run_dir  # continued in the same directory
+    # rnnexp keeps the CSV history, so Lightning's "Previous log files ... will be deleted" is not shown.
+    assert "Kept the metrics logged before the resume" in result.stdout
+    assert "Previous log files" not in result.stdout + result.stderr
     resumed = json.loads((run_dir / "metrics.json").read_text())
     for key in COMPARED:
         assert resumed[key] == expected[key], key
