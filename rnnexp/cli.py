@@ -13,6 +13,8 @@ import errno
 import os
 import re
 import sys
+import sysconfig
+import traceback
 from typing import Callable, Optional
 
 from hydra.errors import (
@@ -39,6 +41,21 @@ def _chain(exc: BaseException):
         exc = exc.__cause__ or exc.__context__
 
 
+def _from_hydra_job_setup(exc: BaseException) -> bool:
+    """Whether ``exc`` came from Hydra's own file operations (making the run directory, writing
+    ``.hydra/``, opening the log file), not from the task function Hydra called."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    hydra_frames = [i for i, f in enumerate(frames) if f"{os.sep}hydra{os.sep}" in f.filename]
+    if not hydra_frames:
+        return False
+    stdlib = sysconfig.get_paths()["stdlib"]
+    return all(f.filename.startswith(stdlib) and "site-packages" not in f.filename for f in frames[hydra_frames[-1] + 1:])
+
+
+def _gpu_missing(message: str) -> bool:
+    return "No supported gpu backend found" in message or "CUDAAccelerator` can not run on your system" in message
+
+
 def describe(exc: BaseException) -> Optional[str]:
     """One line for an error caused by the user's input, or None for a bug."""
     chain = list(_chain(exc))
@@ -56,9 +73,12 @@ def describe(exc: BaseException) -> Optional[str]:
         if isinstance(e, UserError):
             return str(e)
     for e in chain:
-        if isinstance(e, OSError) and e.errno in _UNWRITABLE and e.filename:
+        if isinstance(e, OSError) and e.filename and (e.errno in _UNWRITABLE or _from_hydra_job_setup(e)):
+            # /proc/x (ENOENT), a path under a file (ENOTDIR), a read-only folder (EACCES, EROFS).
             return (f"cannot write {e.filename}: {e.strerror}; choose a writable folder with "
                     "paths.log_dir=<dir> (or hydra.run.dir=<dir>)")
+        if isinstance(e, InstantiationException) and e.__cause__ is not None and _gpu_missing(str(e.__cause__)):
+            return f"{full_key or 'trainer'}: this machine has no usable GPU; use trainer=cpu (or trainer.accelerator=cpu)"
         if isinstance(e, InstantiationException) and e.__cause__ is not None:
             # Hydra's own line only says "Error in call to target ...": the cause names the value.
             cause = str(e.__cause__).strip().splitlines()[0] if str(e.__cause__).strip() else type(e.__cause__).__name__
@@ -75,6 +95,11 @@ def describe(exc: BaseException) -> Optional[str]:
             return f"cannot parse override {e.override!r}: {e.message.splitlines()[0]}"
         if isinstance(e, ConfigCompositionException):
             first = str(e).strip().splitlines()[0]
+            match = re.search(r"Ambiguous value for argument '([^'=]+)=([^']*)'", first)
+            if match:  # Hydra's own hint is on the next lines: keep it, in one line
+                key, value = match.groups()
+                return (f"{key}={value} is ambiguous: for a list write {key}=[{value}], for a string quote it "
+                        f"(\"{key}='{value}'\"), to sweep over the values add -m")
             match = re.search(r"Could not override '([^']+)'", first)
             if match:
                 return f"{match.group(1)} is not a config key; check the spelling with --cfg job, or add a new key with +{match.group(1)}=..."

@@ -11,8 +11,6 @@ Reads every run directory below the given one (a directory holding ``config.yaml
 from __future__ import annotations
 
 import argparse
-import base64
-import html
 import json
 import math
 from pathlib import Path
@@ -21,12 +19,13 @@ from typing import Any, Dict, List, Optional, Sequence
 import pandas as pd
 import yaml
 
+from rnnexp.console import format_value
 from rnnexp.errors import UserError
+from rnnexp.report_html import write_html
+from rnnexp.report_plots import plot_learning_curves, plot_sweep
 
 # Keys that differ between runs without being a choice of the experimenter.
 IGNORED_PREFIXES = ("paths.", "hydra.", "callbacks.model_checkpoint.dirpath", "trainer.default_root_dir")
-CURVE_ORDER = ("val/loss", "train/loss_epoch", "val/acc", "train/acc", "train/loss_step", "val/ppl", "train/grad_norm")
-MAX_CURVES = 6
 
 
 def find_runs(root: Path) -> List[Path]:
@@ -140,63 +139,6 @@ def to_markdown(table: pd.DataFrame, columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def plot_learning_curves(root: Path, table: pd.DataFrame, out: Path) -> Optional[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from matplotlib.ticker import MaxNLocator
-
-    frames, labels = {}, {}
-    params = [p for p in table.attrs.get("params", []) if p != "optimized_metric"][:3]
-    for _, row in table.iterrows():
-        name = row["run"]
-        path = (root / name / "csv" / "metrics.csv")
-        if path.is_file():
-            frames[name] = pd.read_csv(path)
-            # "3: lr=0.01, cell=gru": which run is which, without the table beside the plot.
-            settings = ", ".join(f"{p.rsplit('.', 1)[-1]}={_short(row[p])}" for p in params)
-            labels[name] = f"{name}: {settings}" if settings else str(name)
-    if not frames:
-        return None
-    present = {c for f in frames.values() for c in f.columns if f[c].notna().sum() > 1}
-    curves = [c for c in CURVE_ORDER if c in present]
-    curves += sorted(c for c in present if c.endswith(("loss", "acc")) and c not in curves)
-    curves = curves[:MAX_CURVES]
-    if not curves:
-        return None
-    cols = min(3, len(curves))
-    rows = math.ceil(len(curves) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False, layout="constrained")
-    for ax, metric in zip(axes.flat, curves):
-        for name, frame in frames.items():
-            if metric in frame.columns:
-                points = frame[["step", metric]].dropna()
-                ax.plot(points["step"], points[metric], marker="." if len(points) < 30 else None, label=labels[name])
-        ax.set_title(metric)
-        ax.set_xlabel("step")
-        ax.xaxis.set_major_locator(MaxNLocator(6, integer=True))
-        ax.grid(alpha=0.3)
-    spare = list(axes.flat)[len(curves):]
-    for ax in spare:
-        ax.axis("off")
-    if 1 < len(frames) <= 12:
-        handles = {}
-        for ax in list(axes.flat)[:len(curves)]:
-            for handle, label in zip(*ax.get_legend_handles_labels()):
-                handles.setdefault(label, handle)
-        # In an empty panel when there is one, else below the plots: never over the curves.
-        if spare:
-            spare[0].legend(handles.values(), handles.keys(), loc="upper left", fontsize=8, title="run")
-        else:
-            fig.legend(handles.values(), handles.keys(), loc="outside lower center", fontsize=8, ncol=2, title="run")
-    path = out / "learning_curves.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def _metric(table: pd.DataFrame) -> str:
     names = table["optimized_metric"].dropna().unique()
     return str(names[0]) if len(names) else "val/loss"
@@ -218,84 +160,45 @@ def _best_line(table: pd.DataFrame) -> str:
     if best is None or len(table) < 2:
         return ""
     metric, params = _metric(table), table.attrs.get("params", [])
-    settings = ", ".join(f"{p}={table.loc[best, p]}" for p in params if p != "optimized_metric")
+    settings = ", ".join(f"{p}={format_value(table.loc[best, p])}" for p in params if p != "optimized_metric")
     return f"Best run: {table.loc[best, 'run']} ({metric}={table.loc[best, metric]:.6g}{'; ' + settings if settings else ''})"
 
 
-def _short(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "null"
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+def categorical_params(root: Path) -> set:
+    """Config keys the sweep chose from a list (``choice(4, 8, 16)``, ``a,b``, ``glob(*)``), from ``multirun.yaml``."""
+    path = root / "multirun.yaml"
+    if not path.is_file():
+        return set()
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep, Glob
+
+    config = yaml.safe_load(path.read_text()) or {}
+    hydra = config.get("hydra") or {}
+    specs = [f"{k}={v}" for k, v in ((hydra.get("sweeper") or {}).get("params") or {}).items()]
+    specs += list((hydra.get("overrides") or {}).get("task") or [])
+    found = set()
+    parser = OverridesParser.create()
+    for spec in specs:
+        try:
+            override = parser.parse_override(str(spec))
+        except Exception:  # noqa: BLE001 - a spec we cannot read is drawn as it looks
+            continue
+        if isinstance(override.value(), (ChoiceSweep, Glob)):
+            key = override.get_key_element().lstrip("+~")
+            found.update({key, f"model.{key}"})  # a group choice (cell=...) is the config key model.cell
+    return found
 
 
-def plot_sweep(table: pd.DataFrame, out: Path) -> Optional[Path]:
-    """The optimized metric against each parameter that varies between the runs."""
-    import matplotlib
+def extra_images(root: Path, out: Path) -> List[Path]:
+    """PNGs other tools left in the sweep directory or the report folder (e.g. parameter importances).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from matplotlib.ticker import MaxNLocator
-
-    metric = _metric(table)
-    params = [p for p in table.attrs.get("params", []) if p != "optimized_metric"]
-    if len(table) < 2 or metric not in table.columns or not params:
-        return None
-    y = pd.to_numeric(table[metric], errors="coerce")
-    done = (table["status"] == "complete").to_numpy()
-    best = best_run(table)
-    cols = min(4, len(params))
-    rows = math.ceil(len(params) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.4 * rows), squeeze=False)
-    for ax, param in zip(axes.flat, params):
-        values = table[param]
-        numeric = pd.to_numeric(values, errors="coerce")
-        if numeric.notna().all() and not values.map(lambda v: isinstance(v, bool)).any():
-            x = numeric
-            positive = numeric[numeric > 0]
-            if len(positive) == len(numeric) and positive.max() / positive.min() > 20:
-                ax.set_xscale("log")  # learning rates and the like are searched on a log scale
-            else:
-                ax.xaxis.set_major_locator(MaxNLocator(5, integer=bool((numeric == numeric.round()).all())))
-        else:
-            # Not astype(str): pandas 3 keeps missing values (a key some runs lack) as NaN there.
-            labels = values.map(lambda v: "null" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
-            order = sorted(labels.unique())
-            x = pd.Series([order.index(v) for v in labels], index=table.index)
-            ax.set_xticks(range(len(order)), order, rotation=30)
-            ax.set_xlim(-0.5, len(order) - 0.5)
-        if done.any():
-            ax.scatter(x[done], y[done], color="C0", label="complete")
-        if (~done).any():  # last logged value of a pruned or failed run: hollow
-            ax.scatter(x[~done], y[~done], facecolors="none", edgecolors="C1", label="stopped early")
-        if best is not None:
-            ax.scatter([x[best]], [y[best]], marker="*", s=200, color="C3", label="best", zorder=3)
-        ax.set_xlabel(param)
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(params):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "sweep.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    Shown in report.html after the report's own plots; ``OWN_IMAGES`` are not repeated.
+    """
+    found = {p.resolve(): p for folder in (root, out) for p in sorted(folder.glob("*.png")) if p.name not in OWN_IMAGES}
+    return list(found.values())
 
 
-def write_html(table: pd.DataFrame, columns: Sequence[str], images: Sequence[Path], out: Path, title: str) -> Path:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>", f"<p>{len(table)} runs. {html.escape(_best_line(table))}</p>",
-             table[list(columns)].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")]
-    for image in images:
-        data = base64.b64encode(image.read_bytes()).decode()
-        parts.append(f"<h2>{html.escape(image.stem.replace('_', ' '))}</h2><img src='data:image/png;base64,{data}'>")
-    parts.append("</body></html>")
-    path = out / "report.html"
-    path.write_text("\n".join(parts))
-    return path
+OWN_IMAGES = ("learning_curves.png", "sweep.png")
 
 
 def report(root: Path, out: Optional[Path] = None) -> Dict[str, Path]:
@@ -313,10 +216,14 @@ def report(root: Path, out: Optional[Path] = None) -> Dict[str, Path]:
     print(markdown)
     if _best_line(table):
         print("\n" + _best_line(table))
-    images = [p for p in (plot_learning_curves(root, table, out), plot_sweep(table, out)) if p]
+    metric, direction, best = _metric(table), table.attrs.get("direction", "minimize"), best_run(table)
+    images = [plot_learning_curves(root, table, out, metric, direction),
+              plot_sweep(table, out, metric, direction, best, categorical_params(root))]
+    images = [p for p in images if p]
     for image in images:
         files[image.stem] = image
-    files["html"] = write_html(table, columns, images, out, f"rnnexp report: {root}")
+    files["html"] = write_html(table, columns, best, _best_line(table), images, extra_images(root, out), out,
+                               f"rnnexp report: {root}")
     print(f"\nWrote {', '.join(str(p) for p in files.values())}")
     return files
 

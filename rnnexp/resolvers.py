@@ -4,6 +4,7 @@ Kept free of torch and Lightning imports: they run while Hydra composes, and a r
 ``resume=`` should answer in a fraction of a second.
 """
 
+import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -14,6 +15,12 @@ from rnnexp.errors import UserError
 def check_resumable(run_dir) -> Path:
     """``run_dir`` if ``resume=run_dir`` can continue it; a :class:`UserError` otherwise."""
     run_dir = Path(run_dir)
+    if run_dir.is_file() and run_dir.suffix == ".ckpt":
+        raise UserError(f"resume={run_dir} is a checkpoint file; resume= takes its run directory: "
+                        f"resume={run_dir.parent.parent} (or start a new run from the file with ckpt_path={run_dir})")
+    if run_dir.name == "checkpoints" and run_dir.is_dir() and (run_dir.parent / ".hydra").is_dir():
+        raise UserError(f"resume={run_dir} is the run's checkpoints folder; give the run directory itself: "
+                        f"resume={run_dir.parent}")
     if not run_dir.is_dir():
         raise UserError(f"resume={run_dir}: no such run directory; give a folder under outputs/<task>/runs/")
     if not any((run_dir / "checkpoints").glob("*.ckpt")):
@@ -35,8 +42,10 @@ def _resume_dir(resume, fresh):
 
 def _hydra_subdir(resume, stamp):
     # A resume keeps the original run's .hydra/ (its overrides are the record of how it was
-    # started) and writes its own beside them.
-    return f".hydra/resumed_{stamp}" if resume else ".hydra"
+    # started). Hydra would write the resume's own record before the task function can check
+    # that the checkpoint fits, so Hydra writes none: rnnexp.train writes .hydra/resumed_<stamp>/
+    # once the resume is accepted (a refused resume changes nothing in the run).
+    return None if resume else ".hydra"
 
 
 def register() -> None:
@@ -45,6 +54,8 @@ def register() -> None:
         "rnnexp.first": lambda *values: next((v for v in values if v), None),
         "rnnexp.resume_dir": _resume_dir,
         "rnnexp.hydra_subdir": _hydra_subdir,
+        # ${rnnexp.tty:}: whether stdout is a terminal (a progress bar there, log lines otherwise).
+        "rnnexp.tty": lambda: sys.stdout.isatty(),
     }
     for name, function in resolvers.items():
         if not OmegaConf.has_resolver(name):

@@ -21,8 +21,11 @@ from hydra.types import RunMode
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 
 from rnnexp.checkpoints import check_fits, latest_checkpoint
+from rnnexp.console import metrics_table, quiet_lightning
 from rnnexp.errors import ConfigError, UserError
 from rnnexp.loggers import finish_wandb
+from rnnexp.run_log import HeldRunLog, record_resume
+from rnnexp.threads import set_threads
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +85,19 @@ def build(cfg: DictConfig):
 def run(cfg: DictConfig) -> Optional[float]:
     """Seed, build, fit, test with the best checkpoint, write ``metrics.json``; return ``cfg.optimized_metric``."""
     failed = True
+    held = HeldRunLog()  # train.log is written once the run is accepted: a refused resume writes nothing
     try:
-        value = _run(cfg)
+        value = _run(cfg, held)
         failed = False
         return value
+    except Exception as exc:
+        if cfg.get("resume") and held.state == "held":
+            held.refuse()
+        else:
+            held.record_failure(exc)
+        raise
     finally:
+        held.accept()
         # Lightning's WandbLogger never finishes its run: without this the next job of a
         # multirun would log into this one's run. A failed job's run is marked failed.
         finish_wandb(failed=failed)
@@ -173,17 +184,23 @@ def _best_of_fit(trainer: pl.Trainer, name: Optional[str]) -> Dict[str, Any]:
     return out
 
 
-def _run(cfg: DictConfig) -> Optional[float]:
+def _run(cfg: DictConfig, held: HeldRunLog) -> Optional[float]:
+    quiet_lightning()
     _refuse_ddp_in_multirun(cfg)
+    set_threads(cfg.get("threads", "auto"))
     output_dir = Path(cfg.paths.output_dir)
+    if rank_zero_only.rank == 0:
+        log.info("Run directory: %s (%d torch threads)", output_dir, torch.get_num_threads())
     ckpt_path = _checkpoint_to_start_from(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
     if ckpt_path:
         check_fits(Path(ckpt_path), model.hparams)
     # Written only once every check has passed: a refused resume leaves the run's files as they were.
+    held.accept()
     if rank_zero_only.rank == 0:
         if cfg.get("resume"):
+            record_resume(output_dir, cfg)
             _keep_csv_history(trainer)
         output_dir.mkdir(parents=True, exist_ok=True)
         # The resolved config beside Hydra's unresolved .hydra/config.yaml: what actually ran.
@@ -203,14 +220,14 @@ def _run(cfg: DictConfig) -> Optional[float]:
         if not best:
             log.warning("No best checkpoint was saved; testing the weights at the end of training.")
         _csv_header_from_file(trainer)
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)  # in the final table
         metrics.update(_scalars(trainer.callback_metrics))
         if best:
             log.info("Tested the best checkpoint: %s", best)
 
     if trainer.is_global_zero:
         _write_atomically(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
-        log.info("Metrics: %s", json.dumps({k: v for k, v in metrics.items() if not isinstance(v, str)}))
+        log.info("Final metrics:\n%s\nRun directory: %s", metrics_table(metrics), output_dir)
 
     name = cfg.get("optimized_metric")
     if not name:

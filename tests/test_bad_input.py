@@ -113,8 +113,15 @@ CASES = [
          "model='classifier' is invalid: the data gives the next token at every step: use model=lm"),
     Case("float features, one-hot encoder", lambda t: _mnist(t) + ["model.encoder=onehot"],
          "model.encoder='onehot' is invalid: the data feeds float features (28 per step), which onehot cannot read"),
+    Case("zero threads", lambda t: ["threads=0"], "threads=0 is invalid: must be auto or an integer >= 1"),
     Case("unwritable output directory", lambda t: [f"paths.log_dir={_file(t, 'a_file', b'x')}/outputs"],
          "Not a directory; choose a writable folder with paths.log_dir="),
+    Case("run directory under a file", lambda t: [f"hydra.run.dir={_file(t, 'a_file', b'x')}/run"],
+         "a_file/run: Not a directory; choose a writable folder with paths.log_dir=<dir> (or hydra.run.dir=<dir>)"),
+    Case("run directory that cannot exist", lambda t: ["hydra.run.dir=/proc/rnnexp/run"],
+         "cannot write /proc/rnnexp: No such file or directory; choose a writable folder"),
+    Case("list without brackets", lambda t: ["model.hidden_sizes=128,256"],
+         "model.hidden_sizes=128,256 is ambiguous: for a list write model.hidden_sizes=[128,256]"),
     # -- checkpoints and resume ----------------------------------------------------------------
     Case("ckpt_path to nowhere", lambda t: [f"ckpt_path={t}/no/such.ckpt"], "is invalid: no such checkpoint file"),
     Case("truncated checkpoint", lambda t: [f"ckpt_path={_file(t, 'bad.ckpt', b'PK' + bytes(300))}"],
@@ -127,6 +134,10 @@ CASES = [
     Case("resume to nowhere", lambda t: [f"resume={t}/outputs/train/runs/nope"], "no such run directory"),
     Case("resume without checkpoints", lambda t: [f"resume={t}/outputs/train/runs/earlier"], "no checkpoint in"),
     Case("resume of a finished run", lambda t: [f"resume={_run_dir(t, finished=True)}"], "that run already finished"),
+    Case("resume of the checkpoints folder", lambda t: [f"resume={_run_dir(t)}/checkpoints"],
+         "is the run's checkpoints folder; give the run directory itself: resume="),
+    Case("resume of a checkpoint file", lambda t: [f"resume={_run_dir(t)}/checkpoints/resume.ckpt"],
+         "is a checkpoint file; resume= takes its run directory"),
     Case("resume with another cell", lambda t: ["cell=gru", f"resume={_run_dir(t)}"],
          "does not fit this config: model.cell is 'lstm' there, 'gru' here"),
     Case("multirun with ddp", lambda t: ["-m", "trainer=ddp"], "a multirun cannot re-launch DDP ranks; use trainer.strategy=ddp_spawn"),
@@ -176,12 +187,31 @@ def test_bad_input_ends_in_one_line_exit_2_and_touches_no_earlier_run(tmp_path, 
     assert errors == [lines[-1]], result.stderr[-3000:]  # exactly one, and it is the last word
     assert case.message in errors[0], errors[0]
     for run, files in before.items():
-        after = _snapshot(run)
-        # A refused resume may append its attempt to train.log and record itself in
-        # .hydra/resumed_*/; every file that was there is unchanged.
-        for name, digest in files.items():
-            if name == "train.log":
-                assert (run / name).read_bytes().startswith(b"epoch 0\n")
-            else:
-                assert after.get(name) == digest, f"{run.name}/{name} changed"
+        # Not a byte changed or added, also by a refused resume: no .hydra/resumed_*/, no train.log lines.
+        assert _snapshot(run) == files, f"{run.name} changed"
     assert not (runs / "nope").exists()  # a resume to nowhere creates nothing
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_the_gpu_trainer_without_a_gpu_says_use_the_cpu_trainer(tmp_path):
+    result = run_cli("trainer=gpu", "trainer.enable_progress_bar=false", cwd=tmp_path, env=ENV)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: trainer: this machine has no usable GPU; use trainer=cpu (or trainer.accelerator=cpu)")
+
+
+# Nothing listens on port 9 (discard) of this machine: the connection is refused at once, as offline.
+UNREACHABLE = "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("data", [
+    ["data=mnist", f"data.mirrors=[{UNREACHABLE}/]"],
+    ["data=tweets", "model=lm", f"data.url={UNREACHABLE}/trump_tweets.txt"],
+], ids=["mnist", "tweets"])
+def test_a_failed_download_names_paths_data_dir_and_leaves_no_folder(tmp_path, data):
+    result = run_cli(*data, f"paths.data_dir={tmp_path}/data", f"paths.log_dir={tmp_path}/outputs", cwd=tmp_path, env=ENV)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "could not be downloaded" in error or "download from" in error, error
+    assert "or set paths.data_dir=<dir> (or the environment variable RNNEXP_DATA_DIR) to a folder whose " in error
+    assert not (tmp_path / "data").exists()  # no empty data/mnist/ left behind

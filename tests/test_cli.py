@@ -43,6 +43,49 @@ def test_multirun_over_every_cell(tmp_path):
         assert (job / "metrics.json").exists()
         cells.append(OmegaConf.load(job / "config.yaml").model.cell)
     assert sorted(cells) == ["gru", "lstm", "rnn"]
+    # One table of the jobs at the end, best (lowest val/loss) first, with each job's override.
+    lines = result.stdout.splitlines()
+    start = lines.index(f"3 jobs in {sweep}, best (lowest val/loss) first:")
+    header, *rows = lines[start + 1:start + 5]
+    assert header.split() == ["job", "val/loss", "status", "overrides"]
+    losses = [json.loads((sweep / row.split()[0] / "metrics.json").read_text())["val/loss"] for row in rows]
+    assert losses == sorted(losses) and all(row.split()[2] == "complete" for row in rows)
+    assert sorted(row.split()[3] for row in rows) == ["cell=gru", "cell=lstm", "cell=rnn"]
+
+
+@pytest.mark.slow
+def test_output_to_a_file_has_a_line_per_epoch_the_run_directory_and_a_sorted_summary(tmp_path):
+    # Not a terminal (captured): no progress bar, which wrote 1.2 MB for these 40 epochs.
+    result = run_cli("experiment=hello_rnn", "trainer.max_epochs=40", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = sorted((tmp_path / "outputs" / "hello_rnn" / "runs").iterdir())
+    lines = result.stdout.splitlines()
+    progress = [line for line in lines if "[rnnexp.progress]" in line]
+    assert len(progress) == 40 and "epoch 40/40  train/loss " in progress[-1] and "val/acc 1" in progress[-1]
+    assert "samples/s" in progress[-1] and "tokens/s" in progress[-1]
+    assert len("\n".join(progress)) < 8000
+    assert len(result.stdout) + len(result.stderr) < 12000
+    assert "Epoch 0:" not in result.stdout and "it/s]" not in result.stdout
+    for noise in ("srun", "litlogger", "deprecated"):  # Lightning's tips rnnexp cannot act on
+        assert noise not in result.stdout + result.stderr, noise
+    assert lines[0].endswith(f"Run directory: {run_dir} (1 torch threads)")
+    assert lines[-1] == f"Run directory: {run_dir}"
+    table = lines[lines.index(next(line for line in lines if line.endswith("Final metrics:"))) + 1:-1]
+    names = [line.split()[0] for line in table]
+    assert names[:4] == ["test/acc", "test/bpt", "test/loss", "test/ppl"] and "fit_seconds" in names
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert dict(line.split() for line in table)["val/loss"] == f"{metrics['val/loss']:.4g}"
+    assert (run_dir / "train.log").read_text().count("[rnnexp.progress]") == 40
+
+
+def test_a_failed_run_ends_its_train_log_with_the_error_line(tmp_path):
+    result = run_cli("model.dropout=1.5", cwd=tmp_path)
+    assert result.returncode == 2
+    (run_dir,) = _run_dirs(tmp_path)
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: model.dropout=1.5")
+    assert (run_dir / "train.log").read_text().strip().splitlines()[-1].endswith(error)
+    assert "Run directory: " in (run_dir / "train.log").read_text()
 
 
 # The catalogue of bad input (configs, data files, checkpoints, resume, generate) is tests/test_bad_input.py.

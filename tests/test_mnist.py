@@ -156,10 +156,10 @@ def test_missing_files_offline_say_where_to_put_them(tmp_path):
         MNISTDataModule(str(empty), mirrors=UNREACHABLE, download_timeout=2).setup()
     assert time.perf_counter() - start < 10  # fails fast instead of hanging
     for message in (str(no_download.value), str(failed_download.value)):
-        assert str(empty) in message and "data.data_dir=<folder>" in message
+        assert str(empty) in message and "paths.data_dir=<dir> (or the environment variable RNNEXP_DATA_DIR)" in message
         assert "\n" not in message
     assert "could not be downloaded" in str(failed_download.value)
-    assert not list(empty.glob("*.part"))
+    assert not (tmp_path / "nowhere").exists()  # the folders made for the download are gone again
 
 
 def test_missing_files_are_downloaded_from_a_mirror(folder, tmp_path):
@@ -221,7 +221,7 @@ def test_cli_reports_missing_data_in_one_line(tmp_path):
     )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: MNIST files missing from ") and "data.data_dir=<folder>" in lines[-1]
+    assert lines[-1].startswith("error: MNIST files missing from ") and "paths.data_dir=<dir>" in lines[-1]
     assert "Traceback" not in result.stderr
 
 

@@ -64,22 +64,28 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     run_dir = _only_run_dir(killed)
     assert not (run_dir / "metrics.json").exists()
 
-    # A resume with another config is refused and leaves the killed run as it was.
-    files = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "train.log"}
+    # A resume with another config is refused and leaves the killed run as it was: not a file
+    # added (no .hydra/resumed_*/), not a line appended to train.log.
+    files = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     result = run_cli(*OVERRIDES, "cell=gru", f"resume={run_dir}", cwd=killed, env=ONE_THREAD)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "does not fit this config: model.cell is 'lstm' there, 'gru' here" in result.stderr.splitlines()[-1]
-    assert all(p.read_bytes() == content for p, content in files.items())
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == files
 
     result = run_cli(*OVERRIDES, f"resume={run_dir}", cwd=killed, env=ONE_THREAD)
     assert result.returncode == 0, result.stderr[-3000:]
     assert _only_run_dir(killed) == run_dir  # continued in the same directory
+    # rnnexp keeps the CSV history, so Lightning's "Previous log files ... will be deleted" is not shown.
+    assert "Kept the metrics logged before the resume" in result.stdout
+    assert "Previous log files" not in result.stdout + result.stderr
     resumed = json.loads((run_dir / "metrics.json").read_text())
     for key in COMPARED:
         assert resumed[key] == expected[key], key
-    # The original record of how the run was started survives; each resume records its own.
+    # The original record of how the run was started survives; the accepted resume records its own.
     assert "resume=" not in (run_dir / ".hydra" / "overrides.yaml").read_text()
-    assert len(list((run_dir / ".hydra").glob("resumed_*/overrides.yaml"))) == 2
+    (record,) = (run_dir / ".hydra").glob("resumed_*/")
+    assert f"resume={run_dir}" in (record / "overrides.yaml").read_text()
+    assert {p.name for p in record.iterdir()} == {"config.yaml", "hydra.yaml", "overrides.yaml"}
 
 
 def _fit_tweets(root, corpus, batching, ckpt_path=None, every_step=False):

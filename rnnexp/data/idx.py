@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from rnnexp.data.folders import download_folder
 from rnnexp.errors import DataError
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # unsigned byte data with 3 and 1 dimensions
@@ -131,16 +132,17 @@ def ensure_files(folder: Path, download_missing: bool, mirrors: Sequence[str], t
         return
     names = ", ".join(spec.name for spec in missing)
     where = (
-        f"put the MNIST files ({', '.join(s.name for s in FILES.values())}) in {folder} "
-        f"or point data.data_dir=<folder> at a folder that has them"
+        f"put the MNIST files ({', '.join(s.name for s in FILES.values())}) in {folder}, or set "
+        f"paths.data_dir=<dir> (or the environment variable RNNEXP_DATA_DIR) to a folder whose {folder.name}/ has them"
     )
     if not download_missing:
         raise DataError(f"MNIST files missing from {folder}: {names}; {where}")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        with download_folder(folder):  # removed again if nothing could be downloaded into it
+            for spec in missing:
+                failure = download(spec, folder, mirrors, timeout)
+                if failure:
+                    raise DataError(f"MNIST file {spec.name} is missing from {folder} and could not be downloaded "
+                                    f"({failure}); {where}")
     except OSError as exc:
         raise DataError(f"cannot create {folder} to download MNIST into ({exc.strerror}); {where}") from None
-    for spec in missing:
-        failure = download(spec, folder, mirrors, timeout)
-        if failure:
-            raise DataError(f"MNIST file {spec.name} is missing from {folder} and could not be downloaded ({failure}); {where}")

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rnnexp.batch import DataSpec
 from rnnexp.data.collate import collate_sequences
+from rnnexp.data.folders import download_folder
 from rnnexp.data.resumable import ResumableBatches, batches_done_in_epoch
 from rnnexp.data.samplers import BucketBatches, StreamOrder
 from rnnexp.data.vocab import Vocab
@@ -224,12 +225,14 @@ class TweetsDataModule(pl.LightningDataModule):
         path = Path(self.data_dir).expanduser() / FILENAME
         if path.is_file():
             return path
-        hint = f"put {FILENAME} in {path.parent} (data.data_dir=<folder>) or set data.path=<file>"
+        hint = (f"put {FILENAME} in {path.parent}, or set paths.data_dir=<dir> (or the environment variable "
+                f"RNNEXP_DATA_DIR) to a folder whose {path.parent.name}/ has it, or data.path=<file>")
         if not self.download:
             raise DataError(f"{path} not found and data.download=false; {hint}")
         try:
             log.info("Downloading %s to %s", self.url, path)
-            download(self.url, path, self.download_timeout)
+            with download_folder(path.parent):  # removed again when the download fails
+                download(self.url, path, self.download_timeout)
         except Exception as exc:  # noqa: BLE001 - any network failure ends the same way
             raise DataError(f"{path} not found and the download from {self.url} failed ({exc}); {hint}") from exc
         return path
