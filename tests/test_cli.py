@@ -74,7 +74,7 @@ def test_output_to_a_file_has_a_line_per_epoch_the_run_directory_and_a_sorted_su
     names = [line.split()[0] for line in table]
     assert names[:4] == ["test/acc", "test/bpt", "test/loss", "test/ppl"] and "fit_seconds" in names
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert dict(line.split() for line in table)["val/loss"] == f"{metrics['val/loss']:.4g}"
+    assert dict(line.split(None, 1) for line in table)["val/loss"] == f"{metrics['val/loss']:.4g}"
     assert (run_dir / "train.log").read_text().count("[rnnexp.progress]") == 40
 
 
