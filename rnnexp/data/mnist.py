@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from rnnexp.data.resumable import ResumableBatches, SeededBatches, batches_done_in_epoch
+from rnnexp.data.resumable import ResumableBatches, ResumableLoader, SeededBatches, batches_done_in_epoch
 from rnnexp.data.idx import FILES, MIRRORS, ensure_files, read_idx, verify_checksum
 from rnnexp.errors import ConfigError, DataError, check_choice, check_positive_int
 
@@ -199,15 +199,20 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: Optional[SequenceImages], batch_size: int, train: bool = False) -> DataLoader:
         assert dataset is not None
+        # Its own generator: building an iterator must not draw (the workers' base seed) from
+        # the global RNG that dropout uses, or a resumed run would see different masks.
+        generator = torch.Generator().manual_seed(self.shuffle_seed)
         if not train:
             batches = SeededBatches(len(dataset), batch_size, shuffle=False)
-            return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=self.num_workers)
+            return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=self.num_workers,
+                              generator=generator)
         # Under DDP each rank takes its share of one seeded order (Lightning's own sampler is
         # off), and a resumed run skips the batches its interrupted epoch already trained.
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         batches = SeededBatches(len(dataset), batch_size, self.shuffle, self.shuffle_seed, num_replicas=world, rank=rank)
         sampler = ResumableBatches(batches, skip=batches_done_in_epoch(self.trainer))
-        return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers)
+        return ResumableLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers,
+                               generator=generator)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from rnnexp.data.collate import collate_sequences
-from rnnexp.data.resumable import ResumableBatches, batches_done_in_epoch
+from rnnexp.data.resumable import ResumableBatches, ResumableLoader, batches_done_in_epoch
 from rnnexp.data.samplers import BucketBatches, StreamOrder
 from rnnexp.data.vocab import Vocab
 from rnnexp.errors import ConfigError, DataError, check_choice, check_positive_int
@@ -273,8 +273,9 @@ class TweetsDataModule(pl.LightningDataModule):
             rows = max(1, min(rows, (total - 1) // (world * 2)))
         dataset = StreamWindows(documents, rows, self.num_steps, shuffle, self.seed, world, rank)
         order = StreamOrder(len(dataset), skip=batches_done_in_epoch(self.trainer) if split == "train" else 0)
-        return DataLoader(dataset, sampler=order, batch_size=None, num_workers=self.num_workers,
-                          generator=torch.Generator().manual_seed(self.seed))
+        loader = ResumableLoader if split == "train" else DataLoader
+        return loader(dataset, sampler=order, batch_size=None, num_workers=self.num_workers,
+                      generator=torch.Generator().manual_seed(self.seed))
 
     def tweet_samples(self, split: str) -> List[Dict[str, torch.Tensor]]:
         samples = []
@@ -292,7 +293,8 @@ class TweetsDataModule(pl.LightningDataModule):
     def _tweets_loader(self, split: str, batch_size: int, mode: str, shuffle: bool) -> DataLoader:
         batches = self.tweet_batches(split, batch_size, mode, shuffle)
         skip = batches_done_in_epoch(self.trainer) if split == "train" else 0
-        return DataLoader(
+        loader = ResumableLoader if split == "train" else DataLoader
+        return loader(
             self.tweet_samples(split),
             batch_sampler=ResumableBatches(batches, skip=skip),
             collate_fn=collate_sequences,
