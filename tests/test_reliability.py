@@ -68,6 +68,36 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
     assert random.random() == expected[2]
 
 
+def test_cuda_rng_states_are_saved_only_once_cuda_is_in_use(monkeypatch, tmp_path):
+    def touches_cuda():
+        raise AssertionError("get_rng_state_all() initialises CUDA")
+
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", touches_cuda)
+    assert not torch.cuda.is_initialized()
+    assert "cuda" not in collect_rng_states()
+    # On a GPU machine after the first CUDA op: one ByteTensor per device, kept through weights_only.
+    devices = [torch.randint(0, 255, (16,), dtype=torch.uint8) for _ in range(2)]
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: devices)
+    torch.save({"rng": collect_rng_states()}, tmp_path / "s.pt")
+    saved = torch.load(tmp_path / "s.pt", weights_only=True)["rng"]
+    assert all(torch.equal(a, b) for a, b in zip(saved["cuda"], devices)) and len(saved["cuda"]) == 2
+
+
+def test_a_checkpoint_with_cuda_rng_states_restores_on_any_machine(monkeypatch):
+    torch.manual_seed(4)
+    states = {**collect_rng_states(), "cuda": [torch.full((16,), d, dtype=torch.uint8) for d in range(2)]}
+    expected = torch.rand(3)
+    restore_rng_states(states)  # this CPU-only machine: the CUDA part is skipped
+    assert torch.equal(torch.rand(3), expected)
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((int(state[0]), device)))
+    restore_rng_states(states)  # a machine with one GPU restores the state of device 0
+    assert restored == [(0, 0)]
+
+
 DROPOUT = 0.3  # dropout masks come from the global RNG, which the checkpoint must restore
 
 
