@@ -159,6 +159,15 @@ def test_bucket_sampler_covers_every_sample_once_also_over_two_ranks():
     assert sorted(shares[0] + shares[1]) == list(range(1003))
 
 
+@pytest.mark.parametrize("size,batch,ranks", [(5, 1, 2), (3, 1, 2), (7, 2, 3), (2, 1, 2), (7, 1, 4)])
+def test_bucket_sampler_never_yields_an_empty_batch(size, batch, ranks):
+    samplers = [BucketBatches(list(range(1, size + 1)), batch, num_replicas=ranks, rank=r) for r in range(ranks)]
+    batches = [list(s) for s in samplers]
+    assert all(len(b) == len(s) for b, s in zip(batches, samplers))  # equal steps on every rank
+    assert all(1 <= len(one) <= batch for rank in batches for one in rank)
+    assert set(i for rank in batches for one in rank for i in one) == set(range(size))
+
+
 def test_bucket_sampler_is_seeded_per_epoch():
     lengths = list(range(1, 500))
     a, b = BucketBatches(lengths, 16, seed=1), BucketBatches(lengths, 16, seed=1)
