@@ -15,7 +15,7 @@ by index and normalised on the fly, which is faster than a per-sample ``Dataset`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import pytorch_lightning as pl
@@ -32,8 +32,11 @@ SIDE = 28
 NUM_CLASSES = 10
 
 # Decoded files by (path, size, mtime): several datamodules in one process (tests,
-# benchmarks, sweeps) decode each file once; a changed file is read again.
+# benchmarks, sweeps) decode each file once; a changed file is read again. The md5 of a
+# file is computed once too, but only a file in _VERIFIED has been checked: one decoded
+# with verify_checksums=false is still checked when a later datamodule asks.
 _DECODED: Dict[Tuple[str, int, int], np.ndarray] = {}
+_VERIFIED: Set[Tuple[str, int, int]] = set()
 
 
 def pixel_permutation(seed: int) -> Tensor:
@@ -60,9 +63,10 @@ def load_split(folder: Path, split: str, verify_checksums: bool = True) -> Tuple
         path = folder / spec.name
         stat = path.stat()
         key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if verify_checksums and key not in _VERIFIED:
+            verify_checksum(path, spec)
+            _VERIFIED.add(key)
         if key not in _DECODED:
-            if verify_checksums:
-                verify_checksum(path, spec)
             _DECODED[key] = read_idx(path, spec.magic)
         arrays.append(_DECODED[key])
     images, labels = arrays
