@@ -61,12 +61,13 @@ def data_missing(task: str, data: Path = DATA) -> Optional[str]:
     return str(path) if path is not None and not path.is_file() else None
 
 
-# How many events of each kind one process sees at most before its kill: about twice the run's
-# share per kill, so the kills spread over the whole run. "steps" is the run's optimizer steps.
+# How many events of each kind one process sees at most before its kill: for steps, about twice
+# the run's share per kill, so the kills spread over the whole run ("steps" is the run's optimizer
+# steps); a kill at an epoch boundary ends a process at the next one.
 def moment_ranges(steps: int, kills: int) -> Dict[str, int]:
-    per_kill = max(2, 2 * steps // max(kills, 1))
+    per_kill = max(2, steps // max(kills, 1))
     return {"train_batch_start": per_kill, "train_batch_end": per_kill, "val_batch": 3, "test_batch": 3,
-            "epoch_start": 1, "epoch_end": 1, "save": max(1, per_kill // 4), "write": max(1, per_kill // 4)}
+            "epoch_start": 1, "epoch_end": 1, "save": 2, "write": 2}
 
 
 def train(overrides: List[str], log_dir: Path, kill_at: Optional[str] = None, resume: Optional[Path] = None,
@@ -124,6 +125,7 @@ class Report:
     fresh_starts: int = 0  # killed before the first checkpoint: started again
     not_reached: int = 0  # the run ended before the chosen moment
     tmp_left: int = 0
+    rounds: int = 0  # killed runs needed to use up the kills
     warnings: List[str] = field(default_factory=list)  # rnnexp's warning lines of all starts
     unreadable: List[str] = field(default_factory=list)
     differences: List[str] = field(default_factory=list)
@@ -131,7 +133,7 @@ class Report:
 
     def line(self) -> str:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.kills.items()))
-        return (f"{self.task}: {sum(self.kills.values())} kills ({kinds}); {self.starts} starts, "
+        return (f"{self.task}: {sum(self.kills.values())} kills ({kinds}) in {self.rounds} runs; {self.starts} starts, "
                 f"{self.fresh_starts} fresh restarts, {self.not_reached} moments not reached; "
                 f"{len(self.unreadable)} unreadable checkpoints, {self.tmp_left} .tmp files left; "
                 f"{len(self.differences)} differences; {self.seconds:.0f} s")
@@ -140,17 +142,17 @@ class Report:
 def kill_anywhere(task: str, overrides: List[str], work: Path, kills: int, seed: int, log=print,
                   moments: Optional[List[str]] = None,
                   before_resume: Optional[Callable[[Path, int], None]] = None) -> Report:
-    """Reference run, then a run killed ``kills`` times; the report lists every difference.
+    """Reference run, then runs killed ``kills`` times in all; the report lists every difference.
 
+    A run that ends before the kills are used up is compared and another one started (a round).
     ``moments`` (``<event>:<n>``, one per kill) replaces the seeded random choice;
     ``before_resume(run_dir, kills_so_far)`` may damage the run directory before a resume.
     """
     report, start = Report(task), time.time()
     work.mkdir(parents=True, exist_ok=True)
-    reference_dir, killed_dir = work / "reference", work / "killed"
-    for folder in (reference_dir, killed_dir):
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir()
+    reference_dir = work / "reference"
+    shutil.rmtree(reference_dir, ignore_errors=True)
+    reference_dir.mkdir()
     result = train(overrides, reference_dir)
     if result.returncode != 0:
         raise RuntimeError(f"the reference run failed:\n{result.stderr[-3000:]}")
@@ -160,6 +162,28 @@ def kill_anywhere(task: str, overrides: List[str], work: Path, kills: int, seed:
     steps = int(torch.load(the_run_dir(reference_dir) / "checkpoints" / "last.ckpt", weights_only=True)["global_step"])
     ranges = moment_ranges(steps, kills)
     rng = random.Random(seed)
+    while sum(report.kills.values()) < kills or report.rounds == 0:
+        killed_dir = work / f"killed_{report.rounds}"
+        shutil.rmtree(killed_dir, ignore_errors=True)
+        killed_dir.mkdir()
+        _killed_run(task, overrides, killed_dir, kills, rng, ranges, report, log, moments, before_resume)
+        report.rounds += 1
+        run_dir = the_run_dir(killed_dir)
+        report.tmp_left += len(list((run_dir / "checkpoints").glob(".*.tmp")))
+        final = outcome(run_dir)
+        where = f"round {report.rounds}: " if report.rounds > 1 or sum(report.kills.values()) < kills else ""
+        if final["weights"] != reference["weights"]:
+            report.differences.append(f"{where}final weights (sha256 of last.ckpt's state dict)")
+        for key in sorted(set(reference["metrics"]) | set(final["metrics"])):
+            a, b = reference["metrics"].get(key), final["metrics"].get(key)
+            if a != b:
+                report.differences.append(f"{where}metrics.json {key}: {a} uninterrupted, {b} killed")
+    report.seconds = time.time() - start
+    return report
+
+
+def _killed_run(task, overrides, killed_dir, kills, rng, ranges, report, log, moments, before_resume) -> None:
+    """Start, kill and resume one run until it ends (killing while ``report`` has fewer than ``kills``)."""
     while True:
         run_dir = the_run_dir(killed_dir)
         resume = None
@@ -169,15 +193,15 @@ def kill_anywhere(task: str, overrides: List[str], work: Path, kills: int, seed:
             else:
                 shutil.rmtree(run_dir)
                 report.fresh_starts += 1
-        done_killing = sum(report.kills.values()) >= kills
+        done = sum(report.kills.values())
         kill_at = None
-        if not done_killing and moments:
-            kill_at = moments[sum(report.kills.values())]
-        elif not done_killing:
+        if done < kills and moments:
+            kill_at = moments[done]
+        elif done < kills:
             event = rng.choice(sorted(ranges))
             kill_at = f"{event}:{rng.randint(1, ranges[event])}"
         if resume is not None and before_resume is not None:
-            before_resume(resume, sum(report.kills.values()))
+            before_resume(resume, done)
         result = train(overrides, killed_dir, kill_at, resume)
         report.starts += 1
         report.warnings += [line for line in (result.stdout + result.stderr).splitlines()
@@ -187,26 +211,15 @@ def kill_anywhere(task: str, overrides: List[str], work: Path, kills: int, seed:
             run_dir = the_run_dir(killed_dir)
             if run_dir is not None:
                 report.unreadable += unreadable_checkpoints(run_dir)
-            log(f"  {task}: killed at {kill_at} ({sum(report.kills.values())}/{kills})")
+            log(f"  {task}: killed at {kill_at} ({done + 1}/{kills})")
             continue
         if result.returncode != 0:
             raise RuntimeError(f"{task}: a run exited with {result.returncode} (kill_at={kill_at}, "
                                f"resume={resume}):\n{result.stderr[-3000:]}")
-        if not done_killing:
+        if kill_at is not None:
             report.not_reached += 1
             log(f"  {task}: the run ended before {kill_at}")
-        break
-    run_dir = the_run_dir(killed_dir)
-    report.tmp_left = len(list((run_dir / "checkpoints").glob(".*.tmp")))
-    final = outcome(run_dir)
-    if final["weights"] != reference["weights"]:
-        report.differences.append("final weights (sha256 of last.ckpt's state dict)")
-    for key in sorted(set(reference["metrics"]) | set(final["metrics"])):
-        a, b = reference["metrics"].get(key), final["metrics"].get(key)
-        if a != b:
-            report.differences.append(f"metrics.json {key}: {a} uninterrupted, {b} killed")
-    report.seconds = time.time() - start
-    return report
+        return
 
 
 def main(argv: Optional[List[str]] = None) -> int:
