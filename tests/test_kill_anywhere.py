@@ -1,5 +1,5 @@
 """Kill anywhere, lose nothing (the CI size of scripts/kill_anywhere.py): real training processes
-SIGKILLed at chosen moments (a checkpoint half-written, validation, a training step), resumed with ``resume=<run dir>``, end with the weights and metrics of a run that was
+SIGKILLed at chosen moments (a checkpoint half-written, an epoch boundary, a training step), resumed with ``resume=<run dir>``, end with the weights and metrics of a run that was
 never interrupted. The full run (24 seeded random kills per task) is in docs/reliability.md."""
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ def _real_differences(report):
 @pytest.mark.slow
 def test_toy_run_killed_three_times_ends_like_an_uninterrupted_run(tmp_path):
     def truncate_the_newest(run_dir, kills):
-        if kills == 2:  # before the last resume: the newest checkpoint is damaged on disk
+        if kills == 3:  # before the last resume: the newest checkpoint is damaged on disk
             newest = run_dir / "checkpoints" / "resume.ckpt"
             newest.write_bytes(newest.read_bytes()[:1000])
 
     # 30 steps per epoch, resume.ckpt every 4 steps, last.ckpt at epoch ends.
-    moments = ["write:2", "val_batch:1", "train_batch_end:7"]
+    # Killed writing step 8's checkpoint, at the end of epoch 0 (after its validation and
+    # checkpoints), and at step 37; then step 36's resume.ckpt is truncated: resume takes last.ckpt.
+    moments = ["write:2", "epoch_end:1", "train_batch_end:7"]
     report = kill_anywhere("toy", task_overrides("toy"), tmp_path, kills=3, seed=0, log=lambda *_: None,
                            moments=moments, before_resume=truncate_the_newest)
     assert sum(report.kills.values()) == 3 and report.fresh_starts == report.not_reached == 0, report.line()
