@@ -67,17 +67,27 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
 
 
 def latest_checkpoint(run_dir: Path) -> Path:
-    """The readable checkpoint of ``run_dir`` with the most optimizer steps (mid-epoch or end of epoch)."""
+    """The readable checkpoint of ``run_dir`` with the most optimizer steps (mid-epoch or end of epoch).
+
+    An unreadable one (truncated by a copy that was not atomic, corrupted on disk) is skipped
+    with one warning line naming it and the checkpoint used instead. Only ``*.ckpt`` files are
+    candidates: the ``.<name>.<pid>.tmp`` a kill left behind in the middle of a write is never read.
+    """
     folder = check_resumable(run_dir) / "checkpoints"
-    steps = {}
+    steps, unreadable = {}, {}
     for path in sorted(folder.glob("*.ckpt")):
         try:
             steps[path] = int(load_checkpoint(path).get("global_step", -1))
-        except UserError as exc:  # e.g. half-copied by a tool that does not write atomically
-            log.warning("Skipping %s", exc)
+        except UserError as exc:
+            cause = exc.__cause__ or exc
+            unreadable[path] = (str(cause).splitlines() or [type(cause).__name__])[0]
     if not steps:
         raise UserError(f"resume={run_dir}: no checkpoint in {folder} can be read; start the run again without resume=")
-    return max(steps, key=lambda p: (steps[p], p.stat().st_mtime))
+    chosen = max(steps, key=lambda p: (steps[p], p.stat().st_mtime))
+    for path, reason in unreadable.items():
+        log.warning("Skipping the unreadable checkpoint %s (%s); resuming from %s (step %d)", path, reason,
+                    chosen.name, steps[chosen])
+    return chosen
 
 
 def check_fits(path: Path, hparams: Mapping[str, Any]) -> None:

@@ -198,6 +198,28 @@ def test_a_file_of_the_original_size_must_have_the_original_md5(folder, tmp_path
     assert len(datamodule(target, verify_checksums=False).test_set) == TEST_SIZE
 
 
+def test_the_decode_cache_skips_the_md5_only_of_files_it_has_checked(folder, tmp_path, monkeypatch):
+    import rnnexp.data.mnist as mnist
+
+    target = copy_of(folder, tmp_path)
+    spec = FILES["test_labels"]
+    path = target / spec.name
+    labels = gzip.decompress(path.read_bytes())
+    write_gzip(path, labels, name_padding=1)
+    write_gzip(path, labels, name_padding=1 + spec.size - path.stat().st_size)  # the original size, another md5
+    assert len(datamodule(target, verify_checksums=False).test_set) == TEST_SIZE
+    # Decoded (and cached) without the check: a datamodule that asks for it still gets it.
+    with pytest.raises(DataError, match=rf"t10k-labels-idx1-ubyte\.gz has md5 \w+, expected {spec.md5}"):
+        datamodule(target)
+    checked = []
+    monkeypatch.setattr(mnist, "verify_checksum", lambda file, spec: checked.append(file.name))
+    datamodule(target)
+    datamodule(target)
+    # The failed load checked the other three files; the cache hashes none of them again, and
+    # the bad one (which failed) once more.
+    assert checked == [spec.name]
+
+
 def test_preset_learns_the_fixture_and_keeps_the_best_validation_accuracy(tmp_path):
     data_dir = tmp_path / "data"
     write_mnist(data_dir)

@@ -1,5 +1,6 @@
 """Numerical safety and reproducibility pieces: the finite-loss guard and RNG state in checkpoints."""
 
+import logging
 import random
 import re
 from pathlib import Path
@@ -66,6 +67,36 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
     assert torch.equal(torch.rand(3), expected[0])
     assert np.array_equal(np.random.rand(3), expected[1])
     assert random.random() == expected[2]
+
+
+def test_cuda_rng_states_are_saved_only_once_cuda_is_in_use(monkeypatch, tmp_path):
+    def touches_cuda():
+        raise AssertionError("get_rng_state_all() initialises CUDA")
+
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", touches_cuda)
+    assert not torch.cuda.is_initialized()
+    assert "cuda" not in collect_rng_states()
+    # On a GPU machine after the first CUDA op: one ByteTensor per device, kept through weights_only.
+    devices = [torch.randint(0, 255, (16,), dtype=torch.uint8) for _ in range(2)]
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: devices)
+    torch.save({"rng": collect_rng_states()}, tmp_path / "s.pt")
+    saved = torch.load(tmp_path / "s.pt", weights_only=True)["rng"]
+    assert all(torch.equal(a, b) for a, b in zip(saved["cuda"], devices)) and len(saved["cuda"]) == 2
+
+
+def test_a_checkpoint_with_cuda_rng_states_restores_on_any_machine(monkeypatch):
+    torch.manual_seed(4)
+    states = {**collect_rng_states(), "cuda": [torch.full((16,), d, dtype=torch.uint8) for d in range(2)]}
+    expected = torch.rand(3)
+    restore_rng_states(states)  # this CPU-only machine: the CUDA part is skipped
+    assert torch.equal(torch.rand(3), expected)
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((int(state[0]), device)))
+    restore_rng_states(states)  # a machine with one GPU restores the state of device 0
+    assert restored == [(0, 0)]
 
 
 DROPOUT = 0.3  # dropout masks come from the global RNG, which the checkpoint must restore
@@ -165,3 +196,50 @@ def test_a_diverging_cli_run_stops_with_one_line_and_keeps_finite_checkpoints(tm
     assert all(torch.isfinite(t).all() for t in saved["state_dict"].values())
     # Checkpoints are written after the guard has looked: the last one is the step before the bad one.
     assert int(re.search(r"at step (\d+)", line).group(1)) == saved["global_step"] + 1
+
+
+def _checkpoint(path, step):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"global_step": step, "state_dict": {"w": torch.zeros(2)}}, path)
+    return path
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_resume_skips_an_unreadable_newest_checkpoint_with_one_warning(tmp_path, caplog, damage):
+    from rnnexp.checkpoints import latest_checkpoint
+
+    run = tmp_path / "run"
+    good = _checkpoint(run / "checkpoints" / "last.ckpt", 40)
+    newest = _checkpoint(run / "checkpoints" / "resume.ckpt", 50)
+    data = newest.read_bytes()
+    newest.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x13" * len(data), "empty": b""}[damage])
+    # What a kill in the middle of a write leaves: never a candidate, even when it is whole.
+    _checkpoint(run / "checkpoints" / ".resume.ckpt.4242.tmp", 60)
+    with caplog.at_level(logging.WARNING, logger="rnnexp.checkpoints"):
+        assert latest_checkpoint(run) == good
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "\n" not in message and str(newest) in message and "resuming from last.ckpt (step 40)" in message
+
+
+def test_resume_with_no_readable_checkpoint_is_one_error(tmp_path):
+    from rnnexp.checkpoints import latest_checkpoint
+    from rnnexp.errors import UserError
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 half")
+    with pytest.raises(UserError, match=r"no checkpoint in .* can be read; start the run again without resume="):
+        latest_checkpoint(tmp_path)
+
+
+def test_ckpt_path_last_is_refused_rather_than_a_silent_fresh_start(make_cfg):
+    from omegaconf import open_dict
+
+    from rnnexp.errors import ConfigError
+    from rnnexp.train import _checkpoint_to_start_from
+
+    cfg = make_cfg()
+    with open_dict(cfg):
+        cfg.ckpt_path = "last"
+    with pytest.raises(ConfigError, match="no such checkpoint file"):
+        _checkpoint_to_start_from(cfg)

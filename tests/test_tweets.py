@@ -63,6 +63,27 @@ def test_split_is_seeded_and_by_document(corpus):
     assert [x.tolist() for x in a.splits["val"]] != [x.tolist() for x in c.splits["val"]]
 
 
+def test_every_copy_of_a_tweet_goes_to_one_split():
+    from rnnexp.data.tweets import split_documents
+
+    documents = [f"tweet {i % 40}" for i in range(100)]  # 40 texts, 20 of them three times, 20 twice
+    train, val, test = split_documents(documents, 0.1, 0.1, seed=0)
+    assert sorted(train + val + test) == sorted(documents)  # nothing dropped
+    assert not set(train) & set(val) and not set(train) & set(test) and not set(val) & set(test)
+    assert len(set(val)) == len(set(test)) == 4  # the fractions count distinct texts
+
+
+@pytest.mark.skipif(not REAL.exists(), reason="the shared trump_tweets.txt is not on this machine")
+def test_the_real_file_has_no_training_tweet_in_val_or_test():
+    from rnnexp.data.tweets import read_documents, split_documents
+
+    documents = read_documents(REAL)
+    train, val, test = split_documents(documents, 0.05, 0.05, seed=0)
+    assert (len(documents), len(set(documents))) == (19469, 19170)
+    assert (len(train), len(val), len(test)) == (17533, 964, 972)  # 958 distinct texts each in val and test
+    assert not set(train) & (set(val) | set(test))
+
+
 @pytest.mark.parametrize(
     "payload,message",
     [
@@ -157,6 +178,15 @@ def test_bucket_sampler_covers_every_sample_once_also_over_two_ranks():
     assert len(list(ranks[0])) == len(list(ranks[1]))
     assert not set(shares[0]) & set(shares[1])
     assert sorted(shares[0] + shares[1]) == list(range(1003))
+
+
+@pytest.mark.parametrize("size,batch,ranks", [(5, 1, 2), (3, 1, 2), (7, 2, 3), (2, 1, 2), (7, 1, 4)])
+def test_bucket_sampler_never_yields_an_empty_batch(size, batch, ranks):
+    samplers = [BucketBatches(list(range(1, size + 1)), batch, num_replicas=ranks, rank=r) for r in range(ranks)]
+    batches = [list(s) for s in samplers]
+    assert all(len(b) == len(s) for b, s in zip(batches, samplers))  # equal steps on every rank
+    assert all(1 <= len(one) <= batch for rank in batches for one in rank)
+    assert set(i for rank in batches for one in rank for i in one) == set(range(size))
 
 
 def test_bucket_sampler_is_seeded_per_epoch():

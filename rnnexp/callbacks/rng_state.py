@@ -1,4 +1,4 @@
-"""Keep the torch / numpy / Python random states in checkpoints (Lightning saves none of them).
+"""Keep the torch (CPU and CUDA) / numpy / Python random states in checkpoints (Lightning saves none of them).
 
 Restoring them on resume gives the same dropout masks and sampling draws as a run that
 never stopped. Stored as tensors and plain tuples so checkpoints still load with
@@ -17,15 +17,26 @@ import torch
 
 def collect_rng_states() -> Dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
+    states = {
         "torch": torch.get_rng_state(),
         "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
         "python": random.getstate(),
     }
+    # Dropout on a GPU draws from the CUDA generators. Only read when CUDA is already in use:
+    # get_rng_state_all() would otherwise initialise CUDA (slow, and wrong in a forked worker).
+    if torch.cuda.is_initialized():
+        states["cuda"] = list(torch.cuda.get_rng_state_all())
+    return states
 
 
 def restore_rng_states(states: Dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
+    cuda = states.get("cuda")
+    if cuda and torch.cuda.is_available():
+        # One state per device of the saving machine; a machine with fewer devices restores those it has
+        # (a CPU-only machine, none). torch.cuda.set_rng_state defers until CUDA is initialised.
+        for device, state in enumerate(cuda[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, device)
     kind, keys, pos, has_gauss, cached = states["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = states["python"]

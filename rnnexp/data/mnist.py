@@ -15,7 +15,7 @@ by index and normalised on the fly, which is faster than a per-sample ``Dataset`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import pytorch_lightning as pl
@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from rnnexp.batch import DataSpec
-from rnnexp.data.resumable import ResumableBatches, SeededBatches, batches_done_in_epoch
+from rnnexp.data.resumable import ResumableBatches, ResumableLoader, SeededBatches, batches_done_in_epoch
 from rnnexp.data.idx import FILES, MIRRORS, ensure_files, read_idx, verify_checksum
 from rnnexp.errors import ConfigError, DataError, check_choice, check_positive_int
 
@@ -33,8 +33,11 @@ SIDE = 28
 NUM_CLASSES = 10
 
 # Decoded files by (path, size, mtime): several datamodules in one process (tests,
-# benchmarks, sweeps) decode each file once; a changed file is read again.
+# benchmarks, sweeps) decode each file once; a changed file is read again. The md5 of a
+# file is computed once too, but only a file in _VERIFIED has been checked: one decoded
+# with verify_checksums=false is still checked when a later datamodule asks.
 _DECODED: Dict[Tuple[str, int, int], np.ndarray] = {}
+_VERIFIED: Set[Tuple[str, int, int]] = set()
 
 
 def pixel_permutation(seed: int) -> Tensor:
@@ -61,9 +64,10 @@ def load_split(folder: Path, split: str, verify_checksums: bool = True) -> Tuple
         path = folder / spec.name
         stat = path.stat()
         key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if verify_checksums and key not in _VERIFIED:
+            verify_checksum(path, spec)
+            _VERIFIED.add(key)
         if key not in _DECODED:
-            if verify_checksums:
-                verify_checksum(path, spec)
             _DECODED[key] = read_idx(path, spec.magic)
         arrays.append(_DECODED[key])
     images, labels = arrays
@@ -198,15 +202,20 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: Optional[SequenceImages], batch_size: int, train: bool = False) -> DataLoader:
         assert dataset is not None
+        # Its own generator: building an iterator must not draw (the workers' base seed) from
+        # the global RNG that dropout uses, or a resumed run would see different masks.
+        generator = torch.Generator().manual_seed(self.shuffle_seed)
         if not train:
             batches = SeededBatches(len(dataset), batch_size, shuffle=False)
-            return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=self.num_workers)
+            return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=self.num_workers,
+                              generator=generator)
         # Under DDP each rank takes its share of one seeded order (Lightning's own sampler is
         # off), and a resumed run skips the batches its interrupted epoch already trained.
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         batches = SeededBatches(len(dataset), batch_size, self.shuffle, self.shuffle_seed, num_replicas=world, rank=rank)
         sampler = ResumableBatches(batches, skip=batches_done_in_epoch(self.trainer))
-        return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers)
+        return ResumableLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers,
+                               generator=generator)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

@@ -6,15 +6,19 @@ and others never. Here the order of epoch k depends only on ``(seed, k)`` (Light
 ``set_epoch`` at each epoch start), and the first iteration after a restore skips the
 batches the interrupted epoch had already trained, read from Lightning's own restored
 loop counters.
+
+Training loaders are :class:`ResumableLoader`: Lightning builds a loader's iterator once before
+it calls ``set_epoch`` on a resume, and a loader with worker processes takes its first indices
+when its iterator is built, so the iterator must wait for the first batch.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 class SeededBatches(Sampler[List[int]]):
@@ -94,3 +98,45 @@ class ResumableBatches(Sampler[List[int]]):
             for _ in range(skip):
                 next(iterator)
         yield from iterator
+
+
+class ResumableLoader(DataLoader):
+    """A training ``DataLoader`` whose iterator starts at the first batch, and which Lightning knows resumes.
+
+    On a resume Lightning 2.6 builds the iterator in ``FitLoop.setup_data`` and only then
+    calls ``set_epoch``; with ``num_workers > 0`` torch's iterator asks the sampler for its
+    first ``prefetch_factor * num_workers`` batches while it is built, so a resumed epoch k
+    would start with epoch 0's order. Here ``iter()`` returns a handle that builds torch's
+    iterator at the first ``next()``, after ``set_epoch``; with ``num_workers=0`` nothing
+    changes, since torch asks the sampler lazily anyway.
+
+    ``state_dict``/``load_state_dict`` make it a ``_Stateful`` loader for Lightning, which
+    otherwise warns "your dataloader is not resumable" on every mid-epoch resume. There is
+    nothing to store: the samplers' order depends only on ``(seed, epoch)`` and the position
+    in the epoch is read from Lightning's own restored loop counters
+    (:func:`batches_done_in_epoch`), which every checkpoint already holds.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        return _StartsAtFirstBatch(super().__iter__)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        pass
+
+
+class _StartsAtFirstBatch:
+    def __init__(self, make: Callable[[], Iterator[Any]]) -> None:
+        self._make: Optional[Callable[[], Iterator[Any]]] = make
+        self._iterator: Optional[Iterator[Any]] = None
+
+    def __iter__(self) -> "_StartsAtFirstBatch":
+        return self
+
+    def __next__(self) -> Any:
+        if self._iterator is None:
+            assert self._make is not None
+            self._iterator, self._make = self._make(), None
+        return next(self._iterator)

@@ -28,7 +28,10 @@ class BucketBatches(Sampler[List[int]]):
     The epoch's samples are cut into a number of batches divisible by ``num_replicas`` and
     sizes differing by at most one (never above ``batch_size``), so every sample is seen once
     per epoch, by exactly one rank, and every rank runs the same number of steps (DDP
-    would hang otherwise) without repeating or dropping samples.
+    would hang otherwise) without repeating or dropping samples. Only when there are fewer
+    samples than that number of batches (5 samples, ``batch_size=1``, 2 ranks: 6 batches) are
+    the first samples of the order repeated, as ``DistributedSampler`` pads, so that no batch
+    is empty.
     """
 
     def __init__(
@@ -68,6 +71,8 @@ class BucketBatches(Sampler[List[int]]):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         size = len(self.lengths)
         order = torch.randperm(size, generator=generator) if self.shuffle else torch.arange(size)
+        if size < self.total:
+            order = torch.cat([order, order[: self.total - size]])
         if self.mode == "bucket":
             span = self.pool * self.batch_size
             pools = []

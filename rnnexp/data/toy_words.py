@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from rnnexp.batch import DataSpec
 from rnnexp.data.collate import collate_sequences
-from rnnexp.data.resumable import ResumableBatches, SeededBatches, batches_done_in_epoch
+from rnnexp.data.resumable import ResumableBatches, ResumableLoader, SeededBatches, batches_done_in_epoch
 from rnnexp.data.vocab import Vocab
 from rnnexp.errors import ConfigError, check_choice, check_positive_int
 
@@ -54,6 +54,7 @@ class ToyWordsDataModule(pl.LightningDataModule):
         repeat: int = 1,
         shuffle: bool = True,
         seed: int = 0,
+        num_workers: int = 0,
     ) -> None:
         super().__init__()
         check_choice("task", task, TASKS)
@@ -71,6 +72,7 @@ class ToyWordsDataModule(pl.LightningDataModule):
                 raise ConfigError("sequences", text, "every sequence needs at least 2 tokens (an input and a target)")
         self.vocab = Vocab.build(self.token_lists)
         self.batch_size, self.repeat, self.shuffle, self.seed = batch_size, repeat, shuffle, seed
+        self.num_workers = num_workers
         self.samples = [self._sample(tokens) for tokens in self.token_lists]
 
     def _sample(self, tokens: List[str]):
@@ -86,7 +88,8 @@ class ToyWordsDataModule(pl.LightningDataModule):
         return DataSpec("tokens", size, target, size, list(self.vocab.tokens))
 
     def _loader(self, samples, shuffle: bool) -> DataLoader:
-        return DataLoader(samples, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate_sequences)
+        return DataLoader(samples, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate_sequences,
+                          num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         samples = self.samples * self.repeat
@@ -96,7 +99,8 @@ class ToyWordsDataModule(pl.LightningDataModule):
         # Its own generator: creating the iterator must not draw from the global RNG that
         # dropout uses, or a resumed run would see different masks.
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(samples, batch_sampler=batches, collate_fn=collate_sequences, generator=generator)
+        return ResumableLoader(samples, batch_sampler=batches, collate_fn=collate_sequences, generator=generator,
+                               num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.samples, False)

@@ -2,7 +2,7 @@
 
 The file is read as UTF-8, one document per line (CS20's format: a tweet per line ending in
 the marker `` _E_``, URLs replaced by ``__HTTP__``; both are kept as they are, so the model
-learns to end tweets). Documents are split into train/val/test (seeded, by document), and the
+learns to end tweets). Documents are split into train/val/test (seeded, by distinct text), and the
 vocabulary is built from the training split: index 0 is padding, index 1 the unknown symbol
 that rare (``min_count``) and unseen characters map to. Nothing is dropped (CS20's fixed
 vocabulary silently dropped ``!``, ``&`` and every non-listed character). Every document is
@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from rnnexp.batch import DataSpec
 from rnnexp.data.collate import collate_sequences
 from rnnexp.data.folders import download_folder
-from rnnexp.data.resumable import ResumableBatches, batches_done_in_epoch
+from rnnexp.data.resumable import ResumableBatches, ResumableLoader, batches_done_in_epoch
 from rnnexp.data.samplers import BucketBatches, StreamOrder
 from rnnexp.data.vocab import Vocab
 from rnnexp.errors import ConfigError, DataError, check_choice, check_positive_int
@@ -87,14 +87,20 @@ def download(url: str, target: Path, timeout: float) -> None:
 def split_documents(
     documents: Sequence[str], val_fraction: float, test_fraction: float, seed: int
 ) -> Tuple[List[str], List[str], List[str]]:
-    """Seeded split by document; a non-zero fraction gets at least one document."""
-    n = len(documents)
+    """Seeded split by distinct text: every copy of a document goes to the same split, so no
+    validation or test document is also a training one (the CS20 file repeats 299 of its lines).
+    The fractions count distinct texts; a non-zero fraction gets at least one."""
+    copies: Dict[str, int] = {}
+    for document in documents:
+        copies[document] = copies.get(document, 0) + 1
+    distinct = list(copies)  # in order of first appearance
+    n = len(distinct)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
     n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
     if n - n_val - n_test < 1:
-        raise DataError(f"{n} documents are too few for a train/val/test split; the file needs at least 3 lines")
-    pick = lambda idx: [documents[i] for i in idx]  # noqa: E731
+        raise DataError(f"{n} distinct documents are too few for a train/val/test split; the file needs at least 3")
+    pick = lambda idx: [distinct[i] for i in idx for _ in range(copies[distinct[i]])]  # noqa: E731
     return pick(order[n_val + n_test :]), pick(order[:n_val]), pick(order[n_val : n_val + n_test])
 
 
@@ -275,8 +281,9 @@ class TweetsDataModule(pl.LightningDataModule):
             rows = max(1, min(rows, (total - 1) // (world * 2)))
         dataset = StreamWindows(documents, rows, self.num_steps, shuffle, self.seed, world, rank)
         order = StreamOrder(len(dataset), skip=batches_done_in_epoch(self.trainer) if split == "train" else 0)
-        return DataLoader(dataset, sampler=order, batch_size=None, num_workers=self.num_workers,
-                          generator=torch.Generator().manual_seed(self.seed))
+        loader = ResumableLoader if split == "train" else DataLoader
+        return loader(dataset, sampler=order, batch_size=None, num_workers=self.num_workers,
+                      generator=torch.Generator().manual_seed(self.seed))
 
     def tweet_samples(self, split: str) -> List[Dict[str, torch.Tensor]]:
         samples = []
@@ -294,7 +301,8 @@ class TweetsDataModule(pl.LightningDataModule):
     def _tweets_loader(self, split: str, batch_size: int, mode: str, shuffle: bool) -> DataLoader:
         batches = self.tweet_batches(split, batch_size, mode, shuffle)
         skip = batches_done_in_epoch(self.trainer) if split == "train" else 0
-        return DataLoader(
+        loader = ResumableLoader if split == "train" else DataLoader
+        return loader(
             self.tweet_samples(split),
             batch_sampler=ResumableBatches(batches, skip=skip),
             collate_fn=collate_sequences,
