@@ -211,6 +211,10 @@ def _run(cfg: DictConfig, held: HeldRunLog) -> Optional[float]:
 
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    if ckpt_path and not any(key.startswith("val/") for key in trainer.callback_metrics):
+        # Resumed after training had ended (killed while testing): validate the final weights,
+        # which gives the val/* the last epoch logged, so the run can finish.
+        trainer.validate(model, datamodule=datamodule, verbose=False)
     metrics = _scalars(trainer.callback_metrics)
     metrics["fit_seconds"] = time.perf_counter() - start
     metrics.update(_best_of_fit(trainer, cfg.get("optimized_metric")))
