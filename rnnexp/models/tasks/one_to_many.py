@@ -65,14 +65,12 @@ class OneToMany(RecurrentModule):
     accepts = ("label",)
     many_to_one = False
 
-    def __init__(self, input_size: int, num_classes: int, optimizer: Optional[Dict[str, Any]] = None,
-                 scheduler: Optional[Dict[str, Any]] = None, vocab=None, input_kind: Optional[str] = None,
-                 target_kind: Optional[str] = None, steps: int = 28, condition: str = "embedding",
+    def __init__(self, input_size: int, num_classes: int, steps: int = 28, condition: str = "embedding",
                  rest: str = "zeros", output: str = "bernoulli", pixel_scale: float = 255.0, samples: int = 3,
-                 **network: Any) -> None:
+                 **kwargs: Any) -> None:
+        """``kwargs``: RecurrentModule's own arguments (optimizer, ...) and the backbone's settings."""
         check_choice("output", output, OUTPUTS)
-        super().__init__(input_size, num_classes, optimizer, scheduler, vocab, input_kind, target_kind,
-                         steps=steps, condition=condition, rest=rest, **network)
+        super().__init__(input_size, num_classes, steps=steps, condition=condition, rest=rest, **kwargs)
 
     def build_net(self, input_size, num_classes, input_kind, network) -> nn.Module:
         unused = ("encoder", "pooling", "tie_weights", "head_dropout")  # keys of the other tasks' heads

@@ -43,11 +43,6 @@ class Seq2Seq(SequenceTagger):
         self,
         input_size: int,
         num_classes: int,
-        optimizer: Optional[Dict[str, Any]] = None,
-        scheduler: Optional[Dict[str, Any]] = None,
-        vocab: Optional[List[str]] = None,
-        input_kind: Optional[str] = None,
-        target_kind: Optional[str] = None,
         attention: str = "general",
         bridge: str = "auto",
         decoder_hidden_size: Optional[int] = None,
@@ -58,7 +53,7 @@ class Seq2Seq(SequenceTagger):
         length_penalty: float = 1.0,
         max_length: int = 40,
         num_examples: int = 3,
-        **network: Any,
+        **kwargs: Any,
     ) -> None:
         for key, value in (("teacher_forcing", teacher_forcing), ("teacher_forcing_end", teacher_forcing_end)):
             if value is not None and (isinstance(value, bool) or not 0.0 <= value <= 1.0):
@@ -67,12 +62,13 @@ class Seq2Seq(SequenceTagger):
         check_positive_int("max_length", max_length)
         if isinstance(length_penalty, bool) or not length_penalty >= 0:
             raise ConfigError("length_penalty", length_penalty, "must be a number >= 0 (0: raw log-probability)")
+        vocab = kwargs.get("vocab")
         if vocab is None or BOS not in vocab or EOS not in vocab:
             raise ConfigError("vocab", None if vocab is None else len(vocab),
                               f"model=seq2seq needs a vocabulary with {BOS} and {EOS} (data=seq2seq_toy)")
-        super().__init__(input_size, num_classes, optimizer, scheduler, vocab, input_kind, target_kind,
-                         attention=attention, bridge=bridge, decoder_hidden_size=decoder_hidden_size,
-                         decoder_layers=decoder_layers, **network)
+        # kwargs: RecurrentModule's own arguments (optimizer, vocab, ...) and the backbones' settings.
+        super().__init__(input_size, num_classes, attention=attention, bridge=bridge,
+                         decoder_hidden_size=decoder_hidden_size, decoder_layers=decoder_layers, **kwargs)
         self.decoded = nn.ModuleDict({
             stage: nn.ModuleDict({"exact": MeanMetric(), "token_acc": MeanMetric(), "bleu": BLEUScore(smooth=True)})
             for stage in EVAL_STAGES
