@@ -96,3 +96,12 @@ def test_translate_refuses_a_checkpoint_of_another_model(tmp_path):
                      module="rnnexp.translate")
     assert result.returncode == 2 and "not an encoder-decoder checkpoint" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_seq2seq_on_other_data_names_the_model_that_fits():
+    from rnnexp.models.tasks.seq2seq import Seq2Seq
+
+    with pytest.raises(ConfigError, match="use model=classifier"):
+        Seq2Seq(8, 8, vocab=["<pad>", *"abcdefg"], target_kind="label")
+    with pytest.raises(ConfigError, match="data=seq2seq_toy"):
+        Seq2Seq(8, 8, vocab=["<pad>", *"abcdefg"], target_kind="sequence")

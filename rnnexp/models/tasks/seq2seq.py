@@ -62,6 +62,7 @@ class Seq2Seq(SequenceTagger):
         check_positive_int("max_length", max_length)
         if isinstance(length_penalty, bool) or not length_penalty >= 0:
             raise ConfigError("length_penalty", length_penalty, "must be a number >= 0 (0: raw log-probability)")
+        self._check_targets(kwargs.get("target_kind"))  # the wrong data is named before its vocabulary
         vocab = kwargs.get("vocab")
         if vocab is None or BOS not in vocab or EOS not in vocab:
             raise ConfigError("vocab", None if vocab is None else len(vocab),
