@@ -159,3 +159,15 @@ def test_fused_teacher_forcing_equals_the_decoding_steps(attention):
         assert torch.allclose(step_logits, logits[:, t], atol=1e-5)
         if weights is not None:
             assert torch.allclose(w, weights[:, t], atol=1e-6)
+
+
+def test_without_teacher_forcing_the_decoder_feeds_its_own_greedy_tokens():
+    """teacher_forcing=0 (the end of scheduled sampling) reads back its own argmax: greedy decoding."""
+    torch.manual_seed(0)
+    net = Seq2SeqNet(7, BOS, EOS, attention="general", cell="gru", hidden_size=6).eval()
+    inputs, lengths = torch.randint(3, 7, (3, 5)), torch.tensor([5, 3, 4])
+    target_inputs = torch.full((3, 6), BOS)  # only the first (BOS) is read when nothing is forced
+    logits, _ = net(inputs, lengths, target_inputs, teacher_forcing=0.0)
+    tokens, out_lengths = net.decode(inputs, lengths, max_length=6)
+    for row, n in enumerate(out_lengths.tolist()):
+        assert logits[row, :n].argmax(-1).tolist() == tokens[row, :n].tolist()

@@ -62,6 +62,7 @@ CELLS: Dict[str, CellKind] = {
     "lstm": CellKind(nn.LSTM, state_parts=2, gates=4, forget_gate=1),
     "gru": CellKind(nn.GRU, gates=3),
     # Jordan's simple recurrent network: the state carried is the output y_{t-1} (nets/jordan.py).
+    # No torch kernel: its TorchScript module is the only implementation, for every activation.
     "jordan": CellKind(JordanRNN, nonlinearities=ACTIVATIONS, fused_nonlinearities=ACTIVATIONS),
 }
 
