@@ -5,7 +5,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import run_cli
+from tests.conftest import CONF, run_cli
 
 
 def _run_dirs(cwd):
@@ -42,7 +42,7 @@ def test_multirun_over_every_cell(tmp_path):
     for job in sorted(p for p in sweep.iterdir() if p.name.isdigit()):
         assert (job / "metrics.json").exists()
         cells.append(OmegaConf.load(job / "config.yaml").model.cell)
-    assert sorted(cells) == ["gru", "lstm", "rnn"]
+    assert sorted(cells) == sorted(p.stem for p in (CONF / "cell").glob("*.yaml")) == ["gru", "jordan", "lstm", "rnn"]
 
 
 # The catalogue of bad input (configs, data files, checkpoints, resume, generate) is tests/test_bad_input.py.
