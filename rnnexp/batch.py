@@ -15,6 +15,16 @@ its loaders yield :class:`Batch` dicts.
   ``sequence_loss(weights=...)``); a weight of 0 removes a step from the loss and the metrics;
 - ``carry_state`` (optional): True when row ``i`` continues row ``i`` of the previous batch of
   the same stage (contiguous streams, truncated BPTT), so the model keeps its final state.
+
+Source/target pairs (target kind ``sequence``: an output sequence of its own length, as in
+translation) add two keys, and ``targets`` becomes the output sequence:
+
+- ``targets``: ``[B, U]`` the output tokens followed by :data:`EOS`, ``IGNORE_INDEX`` past each row;
+- ``target_inputs``: ``[B, U]`` the decoder's inputs under teacher forcing, :data:`BOS` followed by
+  the output tokens (``targets`` shifted right), :data:`PAD_INDEX` past each row;
+- ``target_lengths``: ``[B]`` int64 on the CPU, the valid steps of ``targets`` (EOS included).
+
+Their vocabulary (``DataSpec.vocab``, shared by source and target) holds :data:`BOS` and :data:`EOS`.
 """
 
 from __future__ import annotations
@@ -31,13 +41,17 @@ IGNORE_INDEX = -100
 
 # What the inputs are: token ids (a vocabulary of ``input_size``) or ``input_size`` float features per step.
 INPUT_KINDS = ("tokens", "features")
-# What the targets are: one class per sequence, one class per step, or the next token of the input.
-TARGET_KINDS = ("label", "step", "next_token")
+# What the targets are: one class per sequence, one class per step, the next token of the input,
+# or an output sequence of its own length (source/target pairs).
+TARGET_KINDS = ("label", "step", "next_token", "sequence")
 DESCRIBE_TARGETS = {
     "label": "one label per sequence",
     "step": "one label per step",
     "next_token": "the next token at every step",
+    "sequence": "an output sequence of its own length",
 }
+# The tokens that start and end an output sequence (target kind "sequence").
+BOS, EOS = "<bos>", "<eos>"
 
 
 class Batch(TypedDict, total=False):
@@ -46,6 +60,8 @@ class Batch(TypedDict, total=False):
     targets: Tensor
     weights: Tensor
     carry_state: bool
+    target_inputs: Tensor
+    target_lengths: Tensor
 
 
 @dataclass(frozen=True)

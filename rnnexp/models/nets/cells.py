@@ -15,6 +15,7 @@ from typing import Callable, Dict, Optional, Tuple
 from torch import nn
 
 from rnnexp.errors import ConfigError
+from rnnexp.models.nets.jordan import JordanRNN
 from rnnexp.models.nets.scripted_rnn import ACTIVATIONS, ScriptedRNN
 
 
@@ -60,6 +61,9 @@ CELLS: Dict[str, CellKind] = {
     # Gates i, f, g, o (torch's order): the forget gate is block 1.
     "lstm": CellKind(nn.LSTM, state_parts=2, gates=4, forget_gate=1),
     "gru": CellKind(nn.GRU, gates=3),
+    # Jordan's simple recurrent network: the state carried is the output y_{t-1} (nets/jordan.py).
+    # No torch kernel: its TorchScript module is the only implementation, for every activation.
+    "jordan": CellKind(JordanRNN, nonlinearities=ACTIVATIONS, fused_nonlinearities=ACTIVATIONS),
 }
 
 

@@ -139,7 +139,6 @@ class ScriptedRNN(nn.Module):
         if hx is None:
             hx = x.new_zeros(self.num_layers * directions, batch, self.hidden_size)
         valid = (torch.arange(x.shape[1])[:, None] < lengths[None, :]).to(x.device).unsqueeze(-1)  # [T, B, 1]
-        recurrence = scripted_recurrence()
 
         finals: List[Tensor] = []
         for layer in range(self.num_layers):
@@ -149,14 +148,7 @@ class ScriptedRNN(nn.Module):
             for d, suffix in enumerate(("", "_reverse")[:directions]):
                 inputs = x if d == 0 else reverse_valid(x, lengths)
                 projected = F.linear(inputs, getattr(self, f"weight_ih_l{layer}{suffix}"), getattr(self, f"bias_ih_l{layer}{suffix}"))
-                out, h = recurrence(
-                    projected.transpose(0, 1).contiguous(),
-                    hx[layer * directions + d],
-                    getattr(self, f"weight_hh_l{layer}{suffix}"),
-                    getattr(self, f"bias_hh_l{layer}{suffix}"),
-                    valid,
-                    self.nonlinearity,
-                )
+                out, h = self._recur(f"_l{layer}{suffix}", projected.transpose(0, 1).contiguous(), hx[layer * directions + d], valid)
                 out = out.transpose(0, 1)
                 outputs.append(out if d == 0 else reverse_valid(out, lengths))
                 finals.append(h)
@@ -165,6 +157,12 @@ class ScriptedRNN(nn.Module):
         if packed:
             return pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False), h_n
         return x, h_n
+
+    def _recur(self, name: str, projected: Tensor, h: Tensor, valid: Tensor) -> Tuple[Tensor, Tensor]:
+        """The time loop of one layer and direction (``name`` like ``_l0_reverse``): [T, B, H] outputs
+        and the final state. A subclass with another recurrence (the Jordan network) overrides it."""
+        weight_hh, bias_hh = getattr(self, f"weight_hh{name}"), getattr(self, f"bias_hh{name}")
+        return scripted_recurrence()(projected, h, weight_hh, bias_hh, valid, self.nonlinearity)
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "

@@ -20,7 +20,6 @@ from torch.func import functional_call
 from rnnexp.models.nets.scripted_rnn import reverse_valid
 
 State = Union[Tensor, Tuple[Tensor, Tensor]]
-WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 @dataclass
@@ -35,7 +34,9 @@ class LayerTap:
 def layer_parameters(block: nn.Module, layer: int, suffix: str = "") -> dict:
     """Layer ``layer``'s parameters of a multi-layer module (``suffix`` "" or "_reverse"),
     named as a one-layer, one-direction module's."""
-    return {f"{w}_l0": getattr(block, f"{w}_l{layer}{suffix}") for w in WEIGHTS}
+    # Every parameter of the layer (the Jordan network has weight_hy/bias_hy besides torch's four).
+    end = f"_l{layer}{suffix}"
+    return {f"{n[: -len(end)]}_l0": p for n, p in block.named_parameters() if n.endswith(end)}
 
 
 def one_direction_template(block: nn.Module, layer: int, directions: int) -> nn.Module:

@@ -6,6 +6,8 @@ from rnnexp.errors import ConfigError
 from rnnexp.models.tasks.base import RecurrentModule
 from rnnexp.models.tasks.classifier import SequenceClassifier
 from rnnexp.models.tasks.language_model import LanguageModel
+from rnnexp.models.tasks.one_to_many import OneToMany
+from rnnexp.models.tasks.seq2seq import Seq2Seq
 from rnnexp.models.tasks.tagger import SequenceTagger
 
 # The short names of conf/model/*.yaml.
@@ -13,9 +15,11 @@ TASKS: Dict[str, Type[RecurrentModule]] = {
     "classifier": SequenceClassifier,
     "tagger": SequenceTagger,
     "lm": LanguageModel,
+    "seq2seq": Seq2Seq,
+    "one_to_many": OneToMany,  # learns from labels too, but is never the default: model=one_to_many
 }
 # model=auto: the task each kind of target calls for (rnnexp.batch.TARGET_KINDS).
-DEFAULT_TASK = {"label": "classifier", "step": "tagger", "next_token": "lm"}
+DEFAULT_TASK = {"label": "classifier", "step": "tagger", "next_token": "lm", "sequence": "seq2seq"}
 
 
 def auto(target_kind: Any = None, **kwargs: Any) -> RecurrentModule:
@@ -26,5 +30,5 @@ def auto(target_kind: Any = None, **kwargs: Any) -> RecurrentModule:
 
 
 __all__ = [
-    "DEFAULT_TASK", "TASKS", "LanguageModel", "RecurrentModule", "SequenceClassifier", "SequenceTagger", "auto",
+    "DEFAULT_TASK", "TASKS", "LanguageModel", "OneToMany", "RecurrentModule", "Seq2Seq", "SequenceClassifier", "SequenceTagger", "auto",
 ]

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from torch import Tensor
+from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from rnnexp.batch import DESCRIBE_TARGETS
@@ -75,14 +75,13 @@ class RecurrentModule(pl.LightningModule):
         check_choice("gradient_clip_algorithm", gradient_clip_algorithm, CLIP_ALGORITHMS)
         if gradient_clip_val is not None and (isinstance(gradient_clip_val, bool) or not gradient_clip_val > 0):
             raise ConfigError("gradient_clip_val", gradient_clip_val, "must be a number > 0, or null for no clipping")
-        self.net = SequenceModel(
-            input_size,
-            num_classes,
-            many_to_one=self.many_to_one,
-            input_kind=input_kind,
-            **{key: self.hparams[key] for key in network},
-        )
+        self.net = self.build_net(input_size, num_classes, input_kind, {key: self.hparams[key] for key in network})
         self.sums = EpochSums()
+
+    def build_net(self, input_size: int, num_classes: int, input_kind: Optional[str], network: Dict[str, Any]) -> nn.Module:
+        """The network from the data's sizes and the network settings; a task with a network of
+        another shape (the encoder-decoder) overrides it."""
+        return SequenceModel(input_size, num_classes, many_to_one=self.many_to_one, input_kind=input_kind, **network)
 
     def _check_targets(self, target_kind: Optional[str]) -> None:
         """A task that cannot learn from the data's targets is one line naming the task that can."""
