@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnexp.errors import check_choice, check_positive_int
+from rnnexp.errors import ConfigError, check_choice, check_positive_int
 from rnnexp.models.nets.backbone import RecurrentBackbone
 from rnnexp.models.tasks.base import RecurrentModule
 
@@ -70,6 +70,9 @@ class OneToMany(RecurrentModule):
                  **kwargs: Any) -> None:
         """``kwargs``: RecurrentModule's own arguments (optimizer, ...) and the backbone's settings."""
         check_choice("output", output, OUTPUTS)
+        if kwargs.get("input_kind") == "tokens":
+            raise ConfigError("model", "one_to_many", "it writes float rows from a label (data=mnist data.mode=row); "
+                              "this data feeds token ids")
         super().__init__(input_size, num_classes, steps=steps, condition=condition, rest=rest, **kwargs)
 
     def build_net(self, input_size, num_classes, input_kind, network) -> nn.Module:
@@ -81,6 +84,10 @@ class OneToMany(RecurrentModule):
 
     def _sums_of(self, outputs: Tensor, batch: Dict[str, Any]):
         rows = (batch["inputs"].float() / self.hparams.pixel_scale).clamp(0, 1)
+        if rows.shape[1:] != outputs.shape[1:]:
+            steps, width = rows.shape[1], rows.shape[-1] if rows.dim() == 3 else 1
+            raise ConfigError("model.steps", self.hparams.steps, f"the data's images are {steps} steps of {width} "
+                              f"values; one_to_many writes rows of MNIST (data.mode=row, model.steps={steps})")
         if self.hparams.output == "bernoulli":
             total = F.binary_cross_entropy_with_logits(outputs, rows, reduction="sum")
             guess = outputs > 0
