@@ -22,6 +22,7 @@ from lightning_fabric.utilities.rank_zero import rank_zero_only
 from rnnexp.checkpoints import check_fits, latest_checkpoint
 from rnnexp.errors import ConfigError, UserError
 from rnnexp.loggers import finish_wandb
+from rnnexp.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def _sweep_callbacks(cfg: DictConfig) -> List[pl.Callback]:
 
 def build(cfg: DictConfig):
     """Instantiate the datamodule, model, callbacks, loggers and trainer of a composed config."""
+    resolve_precision(cfg)  # trainer.precision=auto -> bf16-mixed or 32-true for this machine, logged
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, **datamodule.spec().model_kwargs())
     # model=auto becomes the class it picked, so config.yaml records what ran.
