@@ -1,8 +1,10 @@
 """``trainer.precision=auto``: bf16-mixed where the hardware computes in bf16, fp32 elsewhere.
 
-bf16 only pays where the hardware multiplies in it: CPUs with AMX or AVX-512 BF16
-(``amx_bf16`` / ``avx512_bf16`` in ``/proc/cpuinfo``) and GPUs with bf16 support. Elsewhere
-torch emulates it and a bf16 step is slower than fp32, so ``auto`` picks fp32 there.
+bf16 only pays where the hardware multiplies in it fast: CPUs with AMX (``amx_bf16`` in
+``/proc/cpuinfo``) and GPUs with bf16 support. AVX-512 BF16 alone is not enough: on such a CPU
+(``avx512_bf16`` without ``amx_bf16``, oneDNN ISA "AVX 10.1") a bf16 matmul ran at half the fp32
+rate and a bf16-mixed LSTM/GRU step was 1.3-1.4x slower than fp32 (docs/precision.md). So
+``auto`` picks bf16-mixed only with AMX or a bf16 GPU, fp32 elsewhere.
 Resolved once, before the Trainer is built, so the run's ``config.yaml`` records the
 precision that ran and the log names it and why. Any other value goes to Lightning as given.
 """
@@ -19,7 +21,8 @@ from omegaconf import DictConfig, open_dict
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # what the CPU may have
+FAST_BF16_CPU_FLAG = "amx_bf16"  # what auto needs
 
 
 def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> Tuple[str, ...]:
@@ -46,8 +49,10 @@ def detect(accelerator: Optional[str]) -> Tuple[str, str]:
     if accelerator not in ("cpu", AUTO):
         return "32-true", f"accelerator={accelerator}"
     flags = cpu_bf16_flags()
-    if flags:
+    if FAST_BF16_CPU_FLAG in flags:
         return "bf16-mixed", f"the CPU has {', '.join(flags)}"
+    if flags:
+        return "32-true", f"the CPU has {', '.join(flags)} but no {FAST_BF16_CPU_FLAG}: bf16 would be slower"
     return "32-true", f"the CPU has none of {', '.join(BF16_CPU_FLAGS)} (bf16 would be emulated)"
 
 
