@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional, Tuple, get_args
 
 import torch
 from omegaconf import DictConfig, open_dict
+
+from rnnexp.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +58,26 @@ def detect(accelerator: Optional[str]) -> Tuple[str, str]:
     return "32-true", f"the CPU has none of {', '.join(BF16_CPU_FLAGS)} (bf16 would be emulated)"
 
 
+def choices() -> Tuple[str, ...]:
+    """``auto`` and every value Lightning's Trainer takes (its own list, where this Lightning has one)."""
+    try:
+        from lightning_fabric.connector import _PRECISION_INPUT  # private, but the one list there is
+    except ImportError:
+        return ()
+    values = [str(v) for literal in get_args(_PRECISION_INPUT) for v in get_args(literal)]
+    return (AUTO, *values)
+
+
 def resolve_precision(cfg: DictConfig) -> str:
     """Replace ``trainer.precision=auto`` in ``cfg`` by what this machine runs best; log the choice."""
     trainer = cfg.get("trainer")
     if trainer is None:
         return "32-true"
     precision = str(trainer.get("precision", "32-true"))
+    known = choices()
+    if known and precision not in known:
+        raise ConfigError("trainer.precision", precision, "choose auto, 32-true or bf16-mixed (or another of "
+                          f"Lightning's: {', '.join(v for v in known if v not in (AUTO, '32-true', 'bf16-mixed'))})")
     if precision == AUTO:
         precision, reason = detect(trainer.get("accelerator"))
         with open_dict(cfg):

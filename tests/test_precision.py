@@ -143,3 +143,12 @@ def test_precision_is_a_key_of_every_trainer_config(make_cfg, value):
     for trainer in ("default", "cpu", "ddp"):
         assert "precision" in make_cfg(f"trainer={trainer}").trainer
     assert make_cfg(f"trainer.precision={value}").trainer.precision == value
+
+
+def test_an_unknown_precision_is_one_error_line(tmp_path):
+    from tests.conftest import run_cli
+
+    result = run_cli("trainer.precision=bf17", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "error: trainer.precision='bf17' is invalid: choose auto, 32-true or bf16-mixed" in result.stderr
+    assert "Traceback" not in result.stderr
