@@ -60,10 +60,10 @@ def fit(preset: str, precision: str, steps: int, data_dir: str, seed: int, extra
 
 
 @torch.no_grad()
-def window_bpc(model, datamodule, windows: int, bf16: bool) -> List[float]:
+def window_bpc(model, datamodule, windows: int, bf16: bool):
     """bpc of each of ``windows`` consecutive training windows, the state carried throughout."""
     model.eval()
-    state, out = None, []
+    state, out, chars = None, [], 0
     loader = iter(datamodule.train_dataloader())
     for _ in range(windows):
         batch = next(loader)
@@ -72,15 +72,15 @@ def window_bpc(model, datamodule, windows: int, bf16: bool) -> List[float]:
         state = detach_state(final)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
         out.append(float(loss) / math.log(2))
-    return out
+        chars = batch["inputs"].shape[1]
+    return out, chars
 
 
 def long_stream(model, datamodule, windows: int) -> None:
-    fp32, bf16 = window_bpc(model, datamodule, windows, False), window_bpc(model, datamodule, windows, True)
+    (fp32, chars), (bf16, _) = window_bpc(model, datamodule, windows, False), window_bpc(model, datamodule, windows, True)
     diffs = [b - a for a, b in zip(fp32, bf16)]
     tenth = max(1, windows // 10)
-    steps = datamodule.hparams.get("num_steps", "?") if hasattr(datamodule, "hparams") else "?"
-    print(f"long stream: {windows} windows of {steps} chars per stream, same fp32-trained weights, state carried")
+    print(f"long stream: {windows} windows of {chars} chars per stream, same fp32-trained weights, state carried")
     print(f"  bpc fp32 first/last {tenth}: {sum(fp32[:tenth]) / tenth:.4f} / {sum(fp32[-tenth:]) / tenth:.4f}")
     print(f"  bf16 - fp32 bpc, first {tenth} windows: {sum(diffs[:tenth]) / tenth:+.4f}; "
           f"last {tenth}: {sum(diffs[-tenth:]) / tenth:+.4f}; max |diff| {max(abs(d) for d in diffs):.4f}")
