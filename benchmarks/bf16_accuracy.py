@@ -10,6 +10,9 @@ fitting, no checkpoints). Each model is then validated on the whole validation s
 own precision: val/bpc for the char LMs (every stream read as one text, state carried through
 all its windows), val/acc for row MNIST. Tolerances (issue 13): 0.01 bpc, 0.1 percentage point.
 
+``--cross`` also validates the fp32-trained weights under bf16 autocast: the difference bf16
+makes to inference alone, apart from where two training trajectories drift apart.
+
 ``--windows K`` adds the long-stream check for the LSTM preset: the fp32-trained weights read K
 consecutive training windows of every stream with the state carried, once in fp32 and once
 under bf16 autocast; if bf16's rounding accumulated in the carried LSTM cell state, the
@@ -44,7 +47,7 @@ QUIET = ["callbacks=none", "logger=none", "test=false", "trainer.enable_progress
          "+trainer.enable_checkpointing=false", "+trainer.limit_val_batches=0"]
 
 
-def fit(preset: str, precision: str, steps: int, data_dir: str, seed: int, extra: List[str]):
+def fit(preset: str, precision: str, steps: int, data_dir: str, seed: int, extra: List[str], cross: bool = False):
     with tempfile.TemporaryDirectory() as out:
         cfg = preset_config(preset, [*QUIET, f"trainer.precision={precision}", f"+trainer.max_steps={steps}",
                                      f"seed={seed}", *extra], data_dir, out)
@@ -53,10 +56,17 @@ def fit(preset: str, precision: str, steps: int, data_dir: str, seed: int, extra
         start_cpu, start = time.process_time(), time.perf_counter()
         trainer.fit(model, datamodule=datamodule)
         fit_cpu, fit_wall = time.process_time() - start_cpu, time.perf_counter() - start
-        judge = pl.Trainer(precision=precision, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                           default_root_dir=out)
-        metrics = judge.validate(model, datamodule=datamodule, verbose=False)[0]
-    return model, datamodule, {"metric": float(metrics[METRIC[preset]]), "fit_cpu": fit_cpu, "fit_wall": fit_wall}
+        result = {"metric": validate(model, datamodule, precision, out, METRIC[preset]), "fit_cpu": fit_cpu,
+                  "fit_wall": fit_wall}
+        if cross and precision == "32-true":  # the same fp32-trained weights, validated under bf16 autocast
+            result["metric_bf16_eval"] = validate(model, datamodule, "bf16-mixed", out, METRIC[preset])
+    return model, datamodule, result
+
+
+def validate(model, datamodule, precision: str, out: str, metric: str) -> float:
+    judge = pl.Trainer(precision=precision, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                       default_root_dir=out)
+    return float(judge.validate(model, datamodule=datamodule, verbose=False)[0][metric])
 
 
 @torch.no_grad()
@@ -93,6 +103,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--windows", type=int, default=0, help="long-stream check on tweets_lstm_large (0: off)")
+    parser.add_argument("--cross", action="store_true",
+                        help="also validate the fp32-trained weights under bf16: the inference-only difference")
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
@@ -105,7 +117,7 @@ def main() -> None:
         results = {}
         for precision in PRECISIONS:
             model, datamodule, results[precision] = fit(preset, precision, steps[preset], args.data, args.seed,
-                                                        args.overrides)
+                                                        args.overrides, args.cross)
             print(f"{preset} {precision}: {results[precision]}", flush=True)
             if args.windows and preset == "tweets_lstm_large" and precision == "32-true":
                 long_stream(model, datamodule, args.windows)
