@@ -1,18 +1,17 @@
 """bf16-mixed for every cell and path: the recurrent block runs in bf16, master weights and
 their gradients stay fp32, packed lengths and the carried state behave; trainer.precision=auto."""
 
-import itertools
-
 import pytest
 import pytorch_lightning as pl
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
+from rnnexp import precision
 from rnnexp.data import ToyWordsDataModule
 from rnnexp.models import RecurrentBackbone, SequenceTagger
 from rnnexp.models.nets.cells import CELLS
 from rnnexp.models.nets.unrolled import state_gradients
-from rnnexp import precision
+from tests.conftest import run_cli
 
 BF16 = torch.bfloat16
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
@@ -146,8 +145,6 @@ def test_precision_is_a_key_of_every_trainer_config(make_cfg, value):
 
 
 def test_an_unknown_precision_is_one_error_line(tmp_path):
-    from tests.conftest import run_cli
-
     result = run_cli("trainer.precision=bf17", cwd=tmp_path)
     assert result.returncode == 2
     assert "error: trainer.precision='bf17' is invalid: choose auto, 32-true or bf16-mixed" in result.stderr

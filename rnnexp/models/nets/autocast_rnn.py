@@ -4,9 +4,10 @@ CPU autocast casts ``nn.LSTM`` on a padded tensor to bf16 (``lstm.input`` is on 
 not on a ``PackedSequence`` (``lstm.data`` is not), nor ``nn.GRU`` / ``nn.RNN`` nor a custom
 module's time loop: those would run in fp32 under ``trainer.precision=bf16-mixed`` and miss
 the matrix units. For such a call (``CellKind.autocast_covers`` is False, or the data are
-packed) :func:`call_block` does by hand what autocast does for the padded LSTM: the block runs on low-precision copies of its inputs, state and weights
-(``torch.func.functional_call`` with ``param.to(dtype)``), so the master weights stay fp32
-and their gradients flow back through the casts in fp32. Outside autocast, or when autocast
+packed) :func:`call_block` does by hand what autocast does for the padded LSTM: the block
+runs on low-precision copies of its inputs, state and weights (``torch.func.functional_call``
+with ``param.to(dtype)``), so the master weights stay fp32 and their gradients flow back
+through the casts in fp32. Outside autocast, or when autocast
 covers the cell, the block is called as it is.
 """
 
