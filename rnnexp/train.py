@@ -24,6 +24,7 @@ from rnnexp.checkpoints import check_fits, latest_checkpoint
 from rnnexp.console import metrics_table, quiet_lightning
 from rnnexp.errors import ConfigError, UserError
 from rnnexp.loggers import finish_wandb
+from rnnexp.precision import resolve_precision
 from rnnexp.run_log import HeldRunLog, record_resume
 from rnnexp.threads import set_threads
 
@@ -72,6 +73,7 @@ def _cluster_callbacks(cfg: DictConfig) -> List[pl.Callback]:
 
 def build(cfg: DictConfig):
     """Instantiate the datamodule, model, callbacks, loggers and trainer of a composed config."""
+    resolve_precision(cfg)  # trainer.precision=auto -> bf16-mixed or 32-true for this machine, logged
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, **datamodule.spec().model_kwargs())
     # model=auto becomes the class it picked, so config.yaml records what ran.

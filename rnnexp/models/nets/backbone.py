@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnexp.errors import ConfigError, check_choice, check_fraction, check_positive_int
+from rnnexp.models.nets.autocast_rnn import call_block
 from rnnexp.models.nets.cells import cell_kind
 from rnnexp.models.nets.unrolled import LayerTap, one_direction_template, run_unrolled
 
@@ -187,8 +188,8 @@ class RecurrentBackbone(nn.Module):
                 data = self._drop_between(data, masks, index - 1)
             if self._taps is None:
                 hx = None if state is None else _join_layers(state[first : first + run])
-                data, hn = block(data, hx)
-                final.extend(_split_layers(hn, run, self.num_directions))
+                data, hn = call_block(block, data, hx, self.kind.autocast_covers)
+                final.extend(_split_layers(_to_dtype(hn, x.dtype), run, self.num_directions))
             else:
                 data = self._run_unrolled(index, block, run, data, lengths, state, first, final)
             first += run
@@ -218,6 +219,7 @@ class RecurrentBackbone(nn.Module):
 
     def _run_unrolled(self, index, block, run, data, lengths, state, first, final):
         assert self._taps is not None
+        dtype = data.dtype
         for k in range(run):
             if k > 0 and self.training and block.dropout > 0:
                 data = F.dropout(data, block.dropout, True)
@@ -226,9 +228,10 @@ class RecurrentBackbone(nn.Module):
                 self._templates[key] = one_direction_template(block, k, self.num_directions)
             hx = None if state is None else state[first + k]
             data, hn, tap = run_unrolled(
-                self._templates[key], block, k, self.num_directions, data, lengths, hx, self.kind.state_parts
+                self._templates[key], block, k, self.num_directions, data, lengths, hx, self.kind.state_parts,
+                self.kind.autocast_covers,
             )
-            final.append(hn)
+            final.append(_to_dtype(hn, dtype))
             self._taps.append(tap)
         return data
 
@@ -289,6 +292,14 @@ def _join_layers(states: Sequence[LayerState]) -> LayerState:
     if isinstance(states[0], tuple):
         return (torch.cat([s[0] for s in states]), torch.cat([s[1] for s in states]))
     return torch.cat(list(states))
+
+
+def _to_dtype(state: LayerState, dtype: torch.dtype) -> LayerState:
+    """The final state in the inputs' dtype (fp32 under bf16 autocast): the carried state keeps
+    one dtype whatever the precision, and the next window casts it again where it runs in bf16."""
+    if isinstance(state, tuple):
+        return tuple(t.to(dtype) for t in state)
+    return state.to(dtype)
 
 
 def _split_layers(hn: LayerState, layers: int, directions: int) -> List[LayerState]:

@@ -29,7 +29,11 @@ class CellKind:
     ``fused_nonlinearities`` run on ``fallback`` (a slower module with the same contract).
     ``state_parts`` is 1 for a state ``h`` and 2 for ``(h, c)``; ``gates`` is the number of
     ``[H, H]`` blocks stacked in ``weight_hh`` (in torch's gate order); ``forget_gate`` is the
-    index of the forget gate's block, where the cell has one.
+    index of the forget gate's block, where the cell has one. ``autocast_covers`` says whether
+    torch's autocast already runs the block in low precision (CPU autocast has ``nn.LSTM`` on
+    its list, not ``nn.GRU``/``nn.RNN``); where it does not, the backbone runs the block on
+    low-precision copies of its inputs, state and weights under an active autocast
+    (:mod:`rnnexp.models.nets.autocast_rnn`). False is always correct, only maybe slower.
     """
 
     fused: Callable[..., nn.Module]
@@ -39,6 +43,7 @@ class CellKind:
     fused_nonlinearities: Tuple[str, ...] = ("tanh",)
     fallback: Optional[Callable[..., nn.Module]] = None
     forget_gate: Optional[int] = None
+    autocast_covers: bool = False
 
     def is_fused(self, nonlinearity: str) -> bool:
         return nonlinearity in self.fused_nonlinearities
@@ -59,7 +64,7 @@ CELLS: Dict[str, CellKind] = {
         nn.RNN, nonlinearities=ACTIVATIONS, fused_nonlinearities=("tanh", "relu"), fallback=ScriptedRNN
     ),
     # Gates i, f, g, o (torch's order): the forget gate is block 1.
-    "lstm": CellKind(nn.LSTM, state_parts=2, gates=4, forget_gate=1),
+    "lstm": CellKind(nn.LSTM, state_parts=2, gates=4, forget_gate=1, autocast_covers=True),
     "gru": CellKind(nn.GRU, gates=3),
     # Jordan's simple recurrent network: the state carried is the output y_{t-1} (nets/jordan.py).
     # No torch kernel: its TorchScript module is the only implementation, for every activation.

@@ -15,8 +15,8 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
+from rnnexp.models.nets.autocast_rnn import call_block
 from rnnexp.models.nets.scripted_rnn import reverse_valid
 
 State = Union[Tensor, Tuple[Tensor, Tensor]]
@@ -60,9 +60,12 @@ def run_unrolled(
     lengths: Tensor,
     state: Optional[State],
     state_parts: int = 1,
+    autocast_covers: bool = True,
 ) -> Tuple[Tensor, State, LayerTap]:
     """``x`` [B, T, F] padded -> (outputs [B, T, D*H] zero at padding, final state as torch's
-    one-layer module returns it, the tap). ``state_parts`` is 2 for cells with a state ``(h, c)``."""
+    one-layer module returns it, the tap). ``state_parts`` is 2 for cells with a state ``(h, c)``.
+    Under autocast each step runs in its dtype as the fused block would (``autocast_covers``:
+    see :mod:`rnnexp.models.nets.autocast_rnn`); the tapped states are in the inputs' dtype."""
     batch, steps = x.shape[0], x.shape[1]
     valid = (torch.arange(steps)[None, :] < lengths[:, None]).to(x.device)
     lstm = state_parts == 2
@@ -80,12 +83,12 @@ def run_unrolled(
         hs: List[Tensor] = []
         for t in range(steps):
             hx = (h[None], c[None]) if lstm else h[None]
-            _, new = functional_call(template, params, (inputs[:, t : t + 1], hx))
+            _, new = call_block(template, inputs[:, t : t + 1], hx, autocast_covers, params)
             keep = valid[:, t, None]
             # The state fed to the next step and to the output is this tensor: its gradient is dL/dh_t.
-            h = torch.where(keep, new[0][0] if lstm else new[0], h)
+            h = torch.where(keep, (new[0][0] if lstm else new[0]).to(h.dtype), h)
             if lstm:
-                c = torch.where(keep, new[1][0], c)
+                c = torch.where(keep, new[1][0].to(c.dtype), c)
             hs.append(h)
         tapped.append(hs)
         out = torch.stack(hs, 1) * valid[..., None]
