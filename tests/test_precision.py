@@ -36,7 +36,7 @@ def _block_dtypes(backbone):
     return seen
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
 def test_each_cell_trains_a_few_steps_under_bf16_mixed_in_a_real_trainer(tmp_path, cell):
     dm = ToyWordsDataModule("hello_batch")
     torch.manual_seed(0)
@@ -84,7 +84,7 @@ def test_block_runs_in_bf16_with_fp32_master_weights_and_gradients_and_packed_le
     assert all(t.dtype == torch.float32 for s in final for t in (s if isinstance(s, tuple) else (s,)))
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
 def test_bf16_agrees_with_fp32_and_a_carried_state_matches_one_long_window(cell):
     torch.manual_seed(0)
     backbone = RecurrentBackbone(5, cell=cell, hidden_size=16, num_layers=2).eval()
