@@ -22,6 +22,20 @@ def test_last_pooling_takes_each_rows_last_valid_step():
     assert torch.equal(head.pool(out, lengths), torch.stack([out[0, 2], out[1, 0]]))
 
 
+def test_last_pooling_of_full_length_rows_takes_the_last_step_and_its_gradient():
+    # The full-length fast path (a view) and the gather path give the same values and gradients.
+    out = torch.randn(3, 5, 4, requires_grad=True)
+    head = ManyToOneHead(4, 2, "last")
+    full = head.pool(out, torch.tensor([5, 5, 5]))
+    assert torch.equal(full, out[:, 4])
+    mixed = head.pool(out, torch.tensor([5, 5, 4]))
+    assert torch.equal(mixed[:2], out[:2, 4]) and torch.equal(mixed[2], out[2, 3])
+    (grad_full,) = torch.autograd.grad(full.sum(), out)
+    (grad_mixed,) = torch.autograd.grad(mixed.sum(), out)
+    assert grad_full[:, 4].eq(1).all() and grad_full[:, :4].eq(0).all()
+    assert grad_mixed[2, 3].eq(1).all() and grad_mixed[2, 4].eq(0).all()
+
+
 def test_mean_and_max_pool_only_valid_steps():
     out, lengths = _outputs()
     out[1, 1:] = 99.0  # padding must not count

@@ -35,13 +35,20 @@ class ManyToOneHead(nn.Module):
 
     def pool(self, outputs: Tensor, lengths: Tensor) -> Tensor:
         batch, steps, _ = outputs.shape
-        lengths = lengths.to(outputs.device)
         if self.pooling == "last":
-            last = outputs[torch.arange(batch, device=outputs.device), lengths - 1]
+            if lengths.device.type == "cpu" and bool((lengths == steps).all()):
+                # Every row full length (row MNIST, fixed windows): a view of the last step. The
+                # gather below costs a scatter in backward; lengths live on the CPU (packing wants
+                # them there), so this check never syncs a GPU.
+                last = outputs[:, -1]
+            else:
+                index = (lengths.to(outputs.device) - 1).view(batch, 1, 1).expand(batch, 1, outputs.shape[-1])
+                last = outputs.gather(1, index).squeeze(1)
             if self.num_directions == 2:
                 half = outputs.shape[-1] // 2
                 last = torch.cat([last[:, :half], outputs[:, 0, half:]], dim=-1)
             return last
+        lengths = lengths.to(outputs.device)
         mask = valid_mask(lengths, steps).unsqueeze(-1)
         if self.pooling == "mean":
             return (outputs * mask).sum(1) / lengths.unsqueeze(-1).to(outputs.dtype)
