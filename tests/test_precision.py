@@ -149,3 +149,21 @@ def test_an_unknown_precision_is_one_error_line(tmp_path):
     assert result.returncode == 2
     assert "error: trainer.precision='bf17' is invalid: choose auto, 32-true or bf16-mixed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+FUSED_ADAM = {**ADAM, "fused": True}
+
+
+@pytest.mark.parametrize("precision_flag, clip, fused", [("bf16-mixed", 1.0, None), ("bf16-mixed", None, True), ("32-true", 1.0, True)])
+def test_fused_adam_falls_back_only_where_lightning_refuses_to_clip_it(tmp_path, precision_flag, clip, fused):
+    # conf/optimizer/adam.yaml asks for fused Adam and trainer.gradient_clip_val defaults to 1.0;
+    # Lightning's mixed-precision plugin raises on clipping a fused optimizer, so that one
+    # combination runs torch's foreach update instead of failing at the first step.
+    dm = ToyWordsDataModule("hello_batch")
+    model = SequenceTagger(**dm.spec().model_kwargs(), cell="lstm", hidden_size=8, optimizer=FUSED_ADAM)
+    trainer = pl.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False, max_steps=2, limit_val_batches=1, precision=precision_flag,
+                         gradient_clip_val=clip)
+    trainer.fit(model, datamodule=dm)
+    assert trainer.optimizers[0].defaults["fused"] is fused
+    assert torch.isfinite(trainer.callback_metrics["val/loss"])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import numbers
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from pytorch_lightning.plugins.precision import MixedPrecision
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
@@ -19,6 +21,7 @@ from rnnexp.models.tasks.epoch_sums import EpochSums
 from rnnexp.models.tasks.step_logging import logs_this_step
 
 CLIP_ALGORITHMS = ("norm", "value")
+log = logging.getLogger(__name__)
 
 
 def plain(value: Any) -> Any:
@@ -183,7 +186,7 @@ class RecurrentModule(pl.LightningModule):
         spec = self.hparams.optimizer
         if not spec or "_target_" not in spec:
             raise ConfigError("optimizer", spec, "pick one with optimizer=adam (or adamw, sgd, rmsprop)")
-        optimizer = _build("optimizer", spec, self.parameters())
+        optimizer = _build("optimizer", self._fusable(spec), self.parameters())
         schedule = self.hparams.scheduler
         if not schedule or not schedule.get("scheduler"):
             return optimizer
@@ -200,6 +203,24 @@ class RecurrentModule(pl.LightningModule):
                 "monitor": schedule.get("monitor", "val/loss"),
             },
         }
+
+    def _fusable(self, spec: Dict[str, Any]) -> Dict[str, Any]:
+        """``spec`` without ``fused: true`` when Lightning would refuse it.
+
+        Lightning's mixed-precision plugin raises on gradient clipping with any optimizer that
+        unscales its own gradients (torch's fused Adam/AdamW), even for bf16, which has no scaler.
+        Clipping is the default (``trainer.gradient_clip_val=1.0``), so under ``bf16-mixed`` /
+        ``16-mixed`` with clipping the update falls back to torch's default (``foreach``)
+        implementation: the same rule, a slower optimizer step.
+        """
+        trainer = self._trainer
+        if not spec.get("fused") or trainer is None:
+            return spec
+        clipped = bool(trainer.gradient_clip_val) or self.hparams.get("gradient_clip_val") is not None
+        if clipped and isinstance(trainer.precision_plugin, MixedPrecision):
+            log.info("optimizer.fused=true is off: Lightning does not clip the gradients of a fused optimizer under %s", trainer.precision)
+            return {**spec, "fused": None}
+        return spec
 
     def manual_step(self, loss: Tensor) -> None:
         """One optimizer step for subclasses with ``automatic_optimization = False``.
