@@ -5,7 +5,9 @@
 Reads every run directory below the given one (a directory holding ``config.yaml`` and
 ``metrics.json`` or ``csv/metrics.csv``). Writes ``runs.csv``, ``runs.md``, PNG plots and
 ``report.html`` (the table and the plots in one self-contained page) to ``--out``
-(default: ``<dir>/report``), and prints the table.
+(default: ``<dir>/report``), and prints the table. Runs that differ only in ``seed`` form a seed
+group (:mod:`rnnexp.seed_groups`): ``runs.csv`` names each run's group, ``seed_groups.csv`` and a
+"Seed groups" section of ``runs.md`` and ``report.html`` give each metric's mean and 95% interval.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 import yaml
 
 from rnnexp.console import format_value
+from rnnexp import seed_groups
 from rnnexp.errors import UserError
 from rnnexp.report_html import write_html
 from rnnexp.report_plots import plot_learning_curves, plot_sweep
@@ -76,8 +79,8 @@ def load_runs(root: Path) -> pd.DataFrame:
             seen.add(column)
     states = _trial_states(root)
     rows = []
-    for run, config, values in zip(runs, configs, metrics):
-        row: Dict[str, Any] = {"run": str(run.relative_to(root)) if run != root else "."}
+    for run, config, values, group in zip(runs, configs, metrics, seed_groups.assign(configs)):
+        row: Dict[str, Any] = {"run": str(run.relative_to(root)) if run != root else ".", "seed_group": group}
         row.update({k: config.get(k) for k in differing})
         row.update({f"{k}": v for k, v in sorted(values.items()) if isinstance(v, (int, float))})
         row["optimized_metric"] = config.get("optimized_metric")
@@ -123,8 +126,27 @@ def _last_metrics(run: Path) -> Dict[str, float]:
 def summary_columns(table: pd.DataFrame) -> List[str]:
     """The table to print: the run, its differing parameters, validation/test metrics and fit time."""
     params = table.attrs.get("params", [])
-    metrics = [c for c in table.columns if c.startswith(("val/", "test/")) or c == "fit_seconds"]
-    return ["run", *params, *metrics, "status"]
+    grouped = ["seed_group"] if table["seed_group"].duplicated().any() else []  # shown when some runs differ only in seed
+    return ["run", *grouped, *params, *metric_columns(table), "status"]
+
+
+def metric_columns(table: pd.DataFrame) -> List[str]:
+    return [c for c in table.columns if c.startswith(("val/", "test/")) or c == "fit_seconds"]
+
+
+def seed_group_stats(table: pd.DataFrame) -> Tuple[pd.DataFrame, pd.DataFrame]:
+    """Per seed group and metric: the statistics (``seed_groups.csv``) and their display table, best group first."""
+    params = [p for p in table.attrs.get("params", []) if p != "seed"]
+    metrics = metric_columns(table)
+    metric = _metric(table)
+    if metric in table.columns and metric not in metrics:
+        metrics.insert(0, metric)
+    stats = seed_groups.summarize(table, metrics, params)
+    order = None
+    if not stats.empty and metric in set(stats["metric"]):
+        means = stats[stats["metric"] == metric].set_index("seed_group")["mean"]
+        order = list(means.sort_values(ascending=table.attrs.get("direction") != "maximize", na_position="last").index)
+    return stats, seed_groups.display(stats, params, order)
 
 
 def to_markdown(table: pd.DataFrame, columns: Sequence[str]) -> str:
@@ -209,9 +231,14 @@ def report(root: Path, out: Optional[Path] = None) -> Dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     table = load_runs(root)
     columns = summary_columns(table)
-    files = {"csv": out / "runs.csv", "markdown": out / "runs.md"}
+    files = {"csv": out / "runs.csv", "markdown": out / "runs.md", "seed_groups": out / "seed_groups.csv"}
     table.to_csv(files["csv"], index=False)
+    stats, groups = seed_group_stats(table)
+    stats.to_csv(files["seed_groups"], index=False)
     markdown = to_markdown(table, columns)
+    if not groups.empty and table["seed_group"].duplicated().any():  # a section only when some runs repeat a config
+        markdown += (f"\n\n## Seed groups\n\n{seed_groups.explanation()}\n\n"
+                     + to_markdown(groups, list(groups.columns)))
     files["markdown"].write_text(markdown + "\n")
     print(markdown)
     if _best_line(table):
@@ -223,7 +250,8 @@ def report(root: Path, out: Optional[Path] = None) -> Dict[str, Path]:
     for image in images:
         files[image.stem] = image
     files["html"] = write_html(table, columns, best, _best_line(table), images, extra_images(root, out), out,
-                               f"rnnexp report: {root}")
+                               f"rnnexp report: {root}",
+                               seed_groups=groups if "## Seed groups" in markdown else None)
     print(f"\nWrote {', '.join(str(p) for p in files.values())}")
     return files
 

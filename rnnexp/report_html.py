@@ -2,7 +2,8 @@
 
 Self-contained (images embedded as data URIs, a few lines of inline script, nothing fetched),
 so it opens from a cluster's disk or an e-mail attachment. Clicking a column header sorts the
-rows by it (numbers numerically, blanks last); clicking again reverses.
+rows by it (numbers numerically, blanks last); clicking again reverses. Runs that differ only in
+their seed get a "Seed groups" table (mean ± 95% interval per metric, :mod:`rnnexp.seed_groups`).
 """
 
 from __future__ import annotations
@@ -73,8 +74,20 @@ def table_html(table: pd.DataFrame, columns: Sequence[str], best: Optional[Any])
     return f"<table class='runs'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def seed_groups_html(groups: pd.DataFrame) -> str:
+    """The seed groups' display table (text cells, best group first), with what its numbers are."""
+    from rnnexp.seed_groups import explanation
+
+    head = "".join(f"<th scope='col'>{html.escape(str(c))}</th>" for c in groups.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape('' if pd.isna(v) else str(v))}</td>" for v in row) + "</tr>"
+                   for row in groups.itertuples(index=False))
+    return (f"<h2>Seed groups</h2><p>{html.escape(explanation().replace('`', ''))}</p>"
+            f"<table class='seed-groups'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+
+
 def write_html(table: pd.DataFrame, columns: Sequence[str], best: Optional[Any], best_line: str,
-               images: Sequence[Path], extra_images: Sequence[Path], out: Path, title: str) -> Path:
+               images: Sequence[Path], extra_images: Sequence[Path], out: Path, title: str,
+               seed_groups: Optional[pd.DataFrame] = None) -> Path:
     counts = table["status"].value_counts()
     states = ", ".join(f"{n} {status}" for status, n in counts.items())
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -84,6 +97,8 @@ def write_html(table: pd.DataFrame, columns: Sequence[str], best: Optional[Any],
              "<p>Click a column header to sort. The best run is highlighted; runs that did not complete are grey "
              "and show their last logged values.</p>",
              table_html(table, columns, best)]
+    if seed_groups is not None and not seed_groups.empty:
+        parts.append(seed_groups_html(seed_groups))
     for image in [*images, *extra_images]:
         data = base64.b64encode(image.read_bytes()).decode()
         name = image.stem.replace("_", " ")
