@@ -275,24 +275,41 @@ def test_the_preset_has_at_most_3m_parameters_as_its_header_says(tmp_path):
     assert net.head.proj.weight is net.encoder.embedding.weight
 
 
-def test_a_tiny_run_with_every_awd_key_on(tmp_path):
-    data_dir = write_all(tmp_path / "data")
+def _awd_run(out, data_dir, *extra):
+    """Every AWD key on a tiny stream LM; optimizer.lr=30 makes the seeded run's validation loss
+    bounce, so NT-ASGD switches after the third epoch (step 9)."""
     cfg = compose_config([
         "data=tweets", "data.batching=stream", "data.num_steps=12", "data.batch_size=4", "model=lm",
         "model.hidden_sizes=[8,8,6]", "model.encoder=embedding", "model.embedding_dim=6", "model.tie_weights=true",
         "model.weight_drop=0.5", "model.embedding_dropout=0.1", "model.dropout=0.2", "model.ar=2.0", "model.tar=1.0",
-        "optimizer=asgd", "callbacks=nt_asgd", "callbacks.nt_asgd.nonmono=1", "trainer.max_epochs=4",
+        "optimizer=asgd", "optimizer.lr=30", "callbacks=nt_asgd", "callbacks.nt_asgd.nonmono=1",
         "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2",
-        "trainer.log_every_n_steps=1", "logger=csv",
-    ], tmp_path)
+        "trainer.log_every_n_steps=1", "logger=csv", *extra,
+    ], out)
     cfg.paths.data_dir = str(data_dir)
     run(cfg)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert all(torch.isfinite(torch.tensor(v)) for k, v in metrics.items() if isinstance(v, float))
-    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_a_tiny_run_with_every_awd_key_on_switches_averages_and_resumes(tmp_path):
+    data_dir = write_all(tmp_path / "data")
+    whole = _awd_run(tmp_path / "whole", data_dir, "trainer.max_epochs=5")
+    assert all(torch.isfinite(torch.tensor(v)) for k, v in whole.items() if isinstance(v, float))
+    header = (tmp_path / "whole" / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/ar", "train/tar"} <= set(header)
-    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    state = last["callbacks"][next(k for k in last["callbacks"] if k.startswith("NTASGD"))]
-    assert len(state["history"]) == 4
-    if state["switched_at"] is not None:  # averaged weights in state_dict, the raw ones beside them
-        assert RAW_KEY in last and set(last[RAW_KEY]) <= set(last["state_dict"])
+    last = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=True)
+    state = last["callbacks"]["NTASGD"]
+    assert len(state["history"]) == 4 and state["switched_at"] == 9  # last.ckpt: the best, epoch 4
+    assert last["optimizer_states"][0]["param_groups"][0]["t0"] == 9.0
+    averages = [s["ax"] for s in last["optimizer_states"][0]["state"].values()]
+    saved = [last["state_dict"][k] for k in last[RAW_KEY]]
+    assert any(torch.equal(a, s) for a in averages for s in saved)  # the average is what was saved
+    assert not any(torch.equal(last[RAW_KEY][k], last["state_dict"][k]) for k in last[RAW_KEY])
+
+    # Stopped an epoch after the switch (average and raw weights differ) and continued from its
+    # last checkpoint: the same run.
+    _awd_run(tmp_path / "first", data_dir, "trainer.max_epochs=4", "test=false")
+    continued = _awd_run(tmp_path / "continued", data_dir, "trainer.max_epochs=5", "test=false",
+                         f"ckpt_path={tmp_path / 'first' / 'checkpoints' / 'last.ckpt'}")
+    for key in ("last_epoch/val/loss", "train/loss"):
+        assert continued[key] == pytest.approx(whole[key], rel=1e-5), key
