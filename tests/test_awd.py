@@ -80,6 +80,24 @@ def test_one_mask_per_forward_pass_is_used_at_every_step_and_gradients_reach_the
     assert not torch.allclose(second, out)  # a fresh mask at the next forward pass
 
 
+@pytest.mark.parametrize("cell,kernel", [("lstm", "lstm"), ("gru", "gru"), ("rnn", "rnn_tanh")])
+def test_weight_drop_keeps_one_fused_kernel_call_per_block(monkeypatch, cell, kernel):
+    """No loop over steps: three layers of equal width are one block and one call of torch's kernel."""
+    from torch.nn.modules import rnn as torch_rnn
+
+    calls = []
+    original = getattr(torch_rnn._VF, kernel)
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch_rnn, "_VF", SimpleNamespace(**{kernel: counted}))
+    net = RecurrentBackbone(3, cell=cell, hidden_sizes=[4, 4, 4], weight_drop=0.5).train()
+    out, _ = net(torch.randn(2, 30, 3), torch.tensor([30, 11]))
+    assert len(net.blocks) == 1 and len(calls) == 1 and out.shape == (2, 30, 4)
+
+
 def test_weight_drop_is_a_no_op_in_eval():
     torch.manual_seed(0)
     net = RecurrentBackbone(3, cell="lstm", hidden_sizes=[4, 4], weight_drop=0.6).eval()
@@ -91,12 +109,13 @@ def test_weight_drop_is_a_no_op_in_eval():
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "jordan"])
 @pytest.mark.parametrize("bf16", [False, True])
-def test_weight_drop_runs_the_block_on_the_dropped_weights(cell, bf16):
-    """Every cell, two layers in one block, both directions, packed rows, and bf16 autocast: the
-    training output is the eval output of a copy whose U are the dropped matrices."""
+@pytest.mark.parametrize("packed", [False, True])
+def test_weight_drop_runs_the_block_on_the_dropped_weights(cell, bf16, packed):
+    """Every cell, two layers in one block, both directions, padded or packed rows, and bf16
+    autocast: the training output is the eval output of a copy whose U are the dropped matrices."""
     torch.manual_seed(0)
     net = RecurrentBackbone(3, cell=cell, hidden_sizes=[4, 4], bidirectional=True, weight_drop=0.3).train()
-    x, lengths = torch.randn(3, 5, 3), torch.tensor([5, 2, 4])
+    x, lengths = torch.randn(3, 5, 3), torch.tensor([5, 2, 4]) if packed else None
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         torch.manual_seed(2)
         out, final = net(x, lengths)
@@ -109,7 +128,7 @@ def test_weight_drop_runs_the_block_on_the_dropped_weights(cell, bf16):
         expected, _ = fixed(x, lengths)
     assert len([n for n in params if n.startswith("weight_hh")]) == 4
     assert torch.allclose(out.float(), expected.float(), atol=1e-2 if bf16 else 1e-6)
-    assert (out[1, 2:] == 0).all() and torch.isfinite(out).all()
+    assert torch.isfinite(out).all() and (not packed or (out[1, 2:] == 0).all())
     out.float().sum().backward()
     assert net.blocks[0].weight_hh_l1_reverse.grad.dtype == torch.float32
 
