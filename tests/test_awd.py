@@ -98,6 +98,30 @@ def test_weight_drop_keeps_one_fused_kernel_call_per_block(monkeypatch, cell, ke
     assert len(net.blocks) == 1 and len(calls) == 1 and out.shape == (2, 30, 4)
 
 
+class _NoRecurrentWeights(torch.nn.Module):
+    """A cell module whose recurrent weights go by another name."""
+
+    def __init__(self, input_size, hidden_size, num_layers, batch_first, bidirectional, dropout):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.mix = torch.nn.Linear(input_size, hidden_size)
+
+    def forward(self, x, hx=None):
+        return self.mix(x), None
+
+
+def test_weight_drop_on_a_cell_without_recurrent_weights_is_refused():
+    from rnnexp.models.nets.cells import CELLS, CellKind
+
+    CELLS["no_hh"] = CellKind(_NoRecurrentWeights)
+    try:
+        with pytest.raises(ConfigError, match="weight_drop=0.2 is invalid: cell=no_hh has no recurrent weights"):
+            RecurrentBackbone(3, cell="no_hh", hidden_size=4, weight_drop=0.2)
+        RecurrentBackbone(3, cell="no_hh", hidden_size=4)  # fine without it
+    finally:
+        del CELLS["no_hh"]
+
+
 def test_weight_drop_is_a_no_op_in_eval():
     torch.manual_seed(0)
     net = RecurrentBackbone(3, cell="lstm", hidden_sizes=[4, 4], weight_drop=0.6).eval()

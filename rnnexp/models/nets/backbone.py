@@ -28,7 +28,7 @@ from rnnexp.errors import ConfigError, check_choice, check_fraction, check_posit
 from rnnexp.models.nets.autocast_rnn import call_block
 from rnnexp.models.nets.cells import cell_kind
 from rnnexp.models.nets.unrolled import LayerTap, one_direction_template, run_unrolled
-from rnnexp.models.nets.weight_drop import dropped_weights
+from rnnexp.models.nets.weight_drop import check_applies, dropped_weights
 
 # Recurrent-weight initialisations: torch's uniform default, orthogonal (Saxe et al. 2014),
 # identity with zero biases (IRNN: Le, Jaitly and Hinton 2015). Per gate block for LSTM/GRU.
@@ -125,6 +125,7 @@ class RecurrentBackbone(nn.Module):
             )
             in_features, first = self.num_directions * sizes[first], first + run
 
+        check_applies(self.blocks, weight_drop, cell)
         self._initialise(init, forget_bias)
         # Per-step states for diagnostics (record_states); None on the normal path.
         self._taps: Optional[List[LayerTap]] = None

@@ -13,16 +13,24 @@ the same path.
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Iterable, Optional
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from rnnexp.errors import ConfigError
 
 RECURRENT = "weight_hh"  # torch's prefix for U of every layer and direction (weight_hh_l1_reverse ...)
 
 
 def is_recurrent_weight(name: str) -> bool:
     return name.startswith(RECURRENT)
+
+
+def check_applies(blocks: Iterable[nn.Module], p: float, cell: str) -> None:
+    """``weight_drop > 0`` on a cell without ``weight_hh_*`` parameters would silently do nothing."""
+    if p and not any(is_recurrent_weight(name) for block in blocks for name, _ in block.named_parameters()):
+        raise ConfigError("weight_drop", p, f"cell={cell} has no recurrent weights named {RECURRENT}_l*; set it to 0")
 
 
 def dropped_weights(block: nn.Module, p: float, training: bool) -> Optional[Dict[str, Tensor]]:
