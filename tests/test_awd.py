@@ -13,7 +13,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.trainer.states import TrainerFn
-from torch.func import functional_call
 
 from rnnexp.callbacks.nt_asgd import NTASGD, RAW_KEY, should_switch
 from rnnexp.errors import ConfigError
