@@ -28,6 +28,7 @@ from rnnexp.errors import ConfigError, check_choice, check_fraction, check_posit
 from rnnexp.models.nets.autocast_rnn import call_block
 from rnnexp.models.nets.cells import cell_kind
 from rnnexp.models.nets.unrolled import LayerTap, one_direction_template, run_unrolled
+from rnnexp.models.nets.weight_drop import check_applies, dropped_weights
 
 # Recurrent-weight initialisations: torch's uniform default, orthogonal (Saxe et al. 2014),
 # identity with zero biases (IRNN: Le, Jaitly and Hinton 2015). Per gate block for LSTM/GRU.
@@ -46,7 +47,9 @@ class RecurrentBackbone(nn.Module):
     ``input_dropout`` to the inputs of the first layer (``input_keep_prob``), both
     only in training. ``variational_dropout=True`` draws one mask per sequence and
     reuses it at every step (Gal and Ghahramani 2016; ``DropoutWrapper(variational_recurrent=True)``
-    on inputs and outputs).
+    on inputs and outputs). ``weight_drop`` is DropConnect on the recurrent weights, one mask
+    per forward pass (AWD-LSTM; :mod:`rnnexp.models.nets.weight_drop`), not applied on the
+    per-step diagnostic path (:meth:`record_states`).
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class RecurrentBackbone(nn.Module):
         forget_bias: Optional[float] = None,
         input_dropout: float = 0.0,
         variational_dropout: bool = False,
+        weight_drop: float = 0.0,
     ) -> None:
         super().__init__()
         kind = cell_kind(cell)
@@ -73,6 +77,7 @@ class RecurrentBackbone(nn.Module):
         check_positive_int("input_size", input_size)
         check_fraction("dropout", dropout)
         check_fraction("input_dropout", input_dropout)
+        check_fraction("weight_drop", weight_drop)
         if not isinstance(variational_dropout, bool):
             raise ConfigError("variational_dropout", variational_dropout, "must be true or false")
         if nonlinearity not in kind.nonlinearities:
@@ -94,6 +99,7 @@ class RecurrentBackbone(nn.Module):
         self.output_size = self.num_directions * sizes[-1]
         self.dropout = nn.Dropout(dropout)
         self.input_dropout = nn.Dropout(input_dropout)
+        self.weight_drop = weight_drop
         self.variational = variational_dropout and (dropout > 0 or input_dropout > 0)
 
         # Runs of equal widths become one fused multi-layer module (one per layer for variational dropout).
@@ -119,6 +125,7 @@ class RecurrentBackbone(nn.Module):
             )
             in_features, first = self.num_directions * sizes[first], first + run
 
+        check_applies(self.blocks, weight_drop, cell)
         self._initialise(init, forget_bias)
         # Per-step states for diagnostics (record_states); None on the normal path.
         self._taps: Optional[List[LayerTap]] = None
@@ -158,6 +165,14 @@ class RecurrentBackbone(nn.Module):
     def forward(
         self, x: Tensor, lengths: Optional[Tensor] = None, state: Optional[Sequence[LayerState]] = None
     ) -> Tuple[Tensor, List[LayerState]]:
+        outputs, final, _ = self.run(x, lengths, state)
+        return outputs, final
+
+    def run(
+        self, x: Tensor, lengths: Optional[Tensor] = None, state: Optional[Sequence[LayerState]] = None
+    ) -> Tuple[Tensor, List[LayerState], Tensor]:
+        """:meth:`forward`'s outputs and final state, plus the last layer's outputs before their
+        dropout (what temporal activation regularisation penalises)."""
         batch, steps = x.shape[0], x.shape[1]
         if state is None and self.initial_state is not None:
             state = self._learned_initial_state(batch)
@@ -188,7 +203,8 @@ class RecurrentBackbone(nn.Module):
                 data = self._drop_between(data, masks, index - 1)
             if self._taps is None:
                 hx = None if state is None else _join_layers(state[first : first + run])
-                data, hn = call_block(block, data, hx, self.kind.autocast_covers)
+                params = dropped_weights(block, self.weight_drop, self.training)
+                data, hn = call_block(block, data, hx, self.kind.autocast_covers, params)
                 final.extend(_split_layers(_to_dtype(hn, x.dtype), run, self.num_directions))
             else:
                 data = self._run_unrolled(index, block, run, data, lengths, state, first, final)
@@ -197,8 +213,8 @@ class RecurrentBackbone(nn.Module):
         if isinstance(data, PackedSequence):
             data, _ = pad_packed_sequence(data, batch_first=True, total_length=steps)
         if masks is not None:
-            return masks.apply(data, len(self.blocks) - 1, self.dropout.p), final
-        return self.dropout(data), final
+            return masks.apply(data, len(self.blocks) - 1, self.dropout.p), final, data
+        return self.dropout(data), final, data
 
     def _drop_between(self, data, masks: Optional["_VariationalMasks"], layer: int):
         if masks is None:

@@ -7,7 +7,7 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnexp.errors import ConfigError, check_choice, check_positive_int
+from rnnexp.errors import ConfigError, check_choice, check_fraction, check_positive_int
 
 ENCODERS = ("auto", "onehot", "embedding", "features")
 # Which encoders can read which inputs (rnnexp.batch.INPUT_KINDS).
@@ -34,10 +34,13 @@ def resolve_encoder(kind: str, input_kind: Optional[str], embedding_dim: Optiona
 class InputEncoder(nn.Module):
     """``onehot`` (the seeds' one-hot characters), ``embedding`` (token ids -> dense vectors)
     or ``features`` (inputs already are [B, T, F] floats, as MNIST rows); ``auto`` picks one
-    from ``input_kind`` (see :func:`resolve_encoder`)."""
+    from ``input_kind`` (see :func:`resolve_encoder`). ``embedding_dropout`` drops whole rows of the
+    embedding matrix in training (AWD-LSTM): every occurrence of a dropped token in the batch reads
+    zeros, the kept rows are scaled by ``1 / (1 - p)``."""
 
     def __init__(
-        self, kind: str, input_size: int, embedding_dim: int | None = None, input_kind: Optional[str] = None
+        self, kind: str, input_size: int, embedding_dim: int | None = None, input_kind: Optional[str] = None,
+        embedding_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         kind = resolve_encoder(kind, input_kind, embedding_dim, input_size)
@@ -49,11 +52,20 @@ class InputEncoder(nn.Module):
                 raise ConfigError("embedding_dim", embedding_dim, "set it when encoder=embedding")
             check_positive_int("embedding_dim", embedding_dim)
             self.embedding = nn.Embedding(input_size, embedding_dim, padding_idx=0)
+        check_fraction("embedding_dropout", embedding_dropout)
+        if embedding_dropout and kind != "embedding":
+            raise ConfigError("embedding_dropout", embedding_dropout,
+                              f"drops rows of an embedding: needs encoder=embedding (it is {kind}), e.g. embedding_dim=64")
+        self.embedding_dropout = embedding_dropout
         self.output_size = embedding_dim if kind == "embedding" else input_size
 
     def forward(self, inputs: Tensor) -> Tensor:
         if self.kind == "onehot":
             return F.one_hot(inputs, self.input_size).float()
         if self.kind == "embedding":
-            return self.embedding(inputs)
+            if not self.training or not self.embedding_dropout:
+                return self.embedding(inputs)
+            weight = self.embedding.weight
+            rows = F.dropout(weight.new_ones(weight.shape[0], 1), self.embedding_dropout, True)  # one mask per batch
+            return F.embedding(inputs, weight * rows, self.embedding.padding_idx)
         return inputs.float() if inputs.dim() == 3 else inputs.float().unsqueeze(-1)

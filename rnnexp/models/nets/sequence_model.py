@@ -8,12 +8,13 @@ through unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from rnnexp.errors import ConfigError
+from rnnexp.models.nets.activation_penalty import activation_penalties
 from rnnexp.models.nets.backbone import LayerState, RecurrentBackbone
 from rnnexp.models.nets.encoders import InputEncoder
 from rnnexp.models.nets.heads import ManyToManyHead, ManyToOneHead
@@ -26,7 +27,9 @@ class SequenceModel(nn.Module):
     otherwise logits [B, T, C], one per step. ``input_kind`` (``tokens`` | ``features`` | None
     for unknown) is what the data feeds; ``encoder="auto"`` follows it. ``tie_weights`` shares
     the embedding matrix with the output projection (Press & Wolf 2017; Inan et al. 2017): it
-    needs an embedding of the last layer's width and a per-step head. Every other keyword is
+    needs an embedding of the last layer's width and a per-step head. ``embedding_dropout``,
+    ``ar`` and ``tar`` are AWD-LSTM's embedding row dropout and (temporal) activation
+    regularisation: :meth:`run` returns the penalties a training loss adds. Every other keyword is
     the backbone's (:class:`RecurrentBackbone`).
     """
 
@@ -41,10 +44,17 @@ class SequenceModel(nn.Module):
         pooling: str = "last",
         head_dropout: float = 0.0,
         tie_weights: bool = False,
+        embedding_dropout: float = 0.0,
+        ar: float = 0.0,
+        tar: float = 0.0,
         **backbone: Any,
     ) -> None:
         super().__init__()
-        self.encoder = InputEncoder(encoder, input_size, embedding_dim, input_kind)
+        for key, value in (("ar", ar), ("tar", tar)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigError(key, value, "must be a number >= 0 (0: off)")
+        self.ar, self.tar = float(ar), float(tar)
+        self.encoder = InputEncoder(encoder, input_size, embedding_dim, input_kind, embedding_dropout)
         self.backbone = RecurrentBackbone(self.encoder.output_size, **backbone)
         if many_to_one:
             self.head: nn.Module = ManyToOneHead(
@@ -76,3 +86,13 @@ class SequenceModel(nn.Module):
         if lengths is None:
             lengths = torch.full((inputs.shape[0],), inputs.shape[1], dtype=torch.long)
         return self.head(outputs, lengths), final_state
+
+    def run(
+        self, inputs: Tensor, lengths: Optional[Tensor] = None, state: Optional[Sequence[LayerState]] = None
+    ) -> Tuple[Tensor, list, Dict[str, Tensor]]:
+        """:meth:`forward` plus ``{"ar": ..., "tar": ...}`` (the terms set, in training only; {} else)."""
+        outputs, final_state, undropped = self.backbone.run(self.encoder(inputs), lengths, state)
+        if lengths is None:
+            lengths = torch.full((inputs.shape[0],), inputs.shape[1], dtype=torch.long)
+        penalties = activation_penalties(outputs, undropped, lengths, self.ar, self.tar) if self.training else {}
+        return self.head(outputs, lengths), final_state, penalties

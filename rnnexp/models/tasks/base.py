@@ -24,6 +24,15 @@ CLIP_ALGORITHMS = ("norm", "value")
 log = logging.getLogger(__name__)
 
 
+def without_penalties(network: Dict[str, Any], model: str) -> Dict[str, Any]:
+    """``network`` without the keys only :class:`SequenceModel` reads (AR, TAR, embedding row
+    dropout), for the tasks built on other networks; a value set there is refused in one line."""
+    for key in ("ar", "tar", "embedding_dropout"):
+        if network.get(key):
+            raise ConfigError(key, network[key], f"is not available for model={model}; set it to 0")
+    return {k: v for k, v in network.items() if k not in ("ar", "tar", "embedding_dropout")}
+
+
 def plain(value: Any) -> Any:
     """OmegaConf containers -> dicts and lists, so checkpoints load with ``weights_only``."""
     if isinstance(value, (DictConfig, ListConfig)):
@@ -80,6 +89,7 @@ class RecurrentModule(pl.LightningModule):
             raise ConfigError("gradient_clip_val", gradient_clip_val, "must be a number > 0, or null for no clipping")
         self.net = self.build_net(input_size, num_classes, input_kind, {key: self.hparams[key] for key in network})
         self.sums = EpochSums()
+        self._penalties: Dict[str, Tensor] = {}  # this training step's AR/TAR terms (SequenceModel.run)
 
     def build_net(self, input_size: int, num_classes: int, input_kind: Optional[str], network: Dict[str, Any]) -> nn.Module:
         """The network from the data's sizes and the network settings; a task with a network of
@@ -106,8 +116,16 @@ class RecurrentModule(pl.LightningModule):
 
     def _logits(self, batch: Dict[str, Any], stage: str) -> Tensor:
         """Logits of a batch; the language model overrides this to carry its state."""
-        logits, _ = self(batch["inputs"], batch.get("lengths"))
+        logits, _ = self._run(batch["inputs"], batch.get("lengths"), None, stage)
         return logits
+
+    def _run(self, inputs: Tensor, lengths: Optional[Tensor], state: Any, stage: str):
+        """``self(inputs, lengths, state)``; in training, the network's activation penalties (AR,
+        TAR) are kept for :meth:`_step` to add to the loss."""
+        if stage == "train" and isinstance(self.net, SequenceModel):
+            logits, final, self._penalties = self.net.run(inputs, lengths, state)
+            return logits, final
+        return self(inputs, lengths, state)
 
     def _log_extra(self, stage: str, mean: Tensor) -> None:
         """Metrics derived from the epoch's mean loss (perplexity, bits per token)."""
@@ -119,6 +137,12 @@ class RecurrentModule(pl.LightningModule):
         self.sums.add(stage, total, weight, correct)
         if stage == "train" and logs_this_step(self):
             self.log("train/loss_step", loss, batch_size=int(weight), on_step=True, on_epoch=False, prog_bar=True)
+        if stage == "train" and self._penalties:  # AR / TAR: the optimised loss only, not train/loss
+            penalties, self._penalties = self._penalties, {}
+            for name, value in penalties.items():
+                if logs_this_step(self):
+                    self.log(f"train/{name}", value, on_step=True, on_epoch=False)
+                loss = loss + value
         return loss
 
     def _log_epoch(self, stage: str) -> None:

@@ -45,7 +45,7 @@ class LanguageModel(SequenceTagger):
         state = self._states.get(stage) if carry else None
         if state is not None and _batch_size(state) != inputs.shape[0]:
             state = None
-        logits, final = self(inputs, batch.get("lengths"), state)
+        logits, final = self._run(inputs, batch.get("lengths"), state, stage)
         if carry:
             self._states[stage] = detach_state(final)
         return logits

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from rnnexp.errors import ConfigError, check_choice, check_positive_int
 from rnnexp.models.nets.backbone import RecurrentBackbone
-from rnnexp.models.tasks.base import RecurrentModule
+from rnnexp.models.tasks.base import RecurrentModule, without_penalties
 
 log = logging.getLogger(__name__)
 OUTPUTS = ("bernoulli", "gaussian")
@@ -77,6 +77,7 @@ class OneToMany(RecurrentModule):
 
     def build_net(self, input_size, num_classes, input_kind, network) -> nn.Module:
         unused = ("encoder", "pooling", "tie_weights", "head_dropout")  # keys of the other tasks' heads
+        network = without_penalties(network, "one_to_many")
         return OneToManyNet(num_classes, input_size, **{k: v for k, v in network.items() if k not in unused})
 
     def _logits(self, batch: Dict[str, Any], stage: str) -> Tensor:

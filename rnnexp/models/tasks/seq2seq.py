@@ -23,6 +23,7 @@ from torchmetrics.text import BLEUScore
 from rnnexp.batch import BOS, EOS, IGNORE_INDEX, PAD_INDEX
 from rnnexp.errors import ConfigError, check_positive_int
 from rnnexp.models.nets.seq2seq import Seq2SeqNet
+from rnnexp.models.tasks.base import without_penalties
 from rnnexp.models.tasks.tagger import SequenceTagger
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class Seq2Seq(SequenceTagger):
         if num_classes != input_size:
             raise ConfigError("num_classes", num_classes, f"source and target share one vocabulary of {input_size}")
         vocab = self.hparams.vocab
-        network = {k: v for k, v in network.items() if k not in ("pooling", "tie_weights")}  # many-to-one / LM keys
+        network = {k: v for k, v in without_penalties(network, "seq2seq").items() if k not in ("pooling", "tie_weights")}
         if self.hparams.get("tie_weights"):
             raise ConfigError("tie_weights", True, "is not available for model=seq2seq; set it to false")
         return Seq2SeqNet(input_size, vocab.index(BOS), vocab.index(EOS), input_kind=input_kind, **network)
