@@ -8,7 +8,7 @@ import numbers
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytorch_lightning as pl
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.plugins.precision import MixedPrecision
 from torch import Tensor, nn
@@ -304,7 +304,7 @@ def _build(where: str, spec: Dict[str, Any], argument: Any) -> Any:
 def _check_numbers(where: str, spec: Dict[str, Any]) -> None:
     """A key whose value is not a number where the target's default is one is a :class:`ConfigError`."""
     try:
-        parameters = inspect.signature(get_class(spec["_target_"])).parameters
+        parameters = inspect.signature(get_object(spec["_target_"])).parameters
     except Exception:  # noqa: BLE001 - no signature to compare with: torch's own checks remain
         return
     for key, value in spec.items():
