@@ -183,7 +183,7 @@ class RecurrentModule(pl.LightningModule):
         spec = self.hparams.optimizer
         if not spec or "_target_" not in spec:
             raise ConfigError("optimizer", spec, "pick one with optimizer=adam (or adamw, sgd, rmsprop)")
-        optimizer = _build("optimizer", spec, self.parameters())
+        optimizer = _build("optimizer", spec, self.optimizer_parameters())
         schedule = self.hparams.scheduler
         if not schedule or not schedule.get("scheduler"):
             return optimizer
@@ -200,6 +200,11 @@ class RecurrentModule(pl.LightningModule):
                 "monitor": schedule.get("monitor", "val/loss"),
             },
         }
+
+    def optimizer_parameters(self):
+        """What the optimizer gets: all parameters, or parameter groups (the transformer keeps
+        weight decay off its norms, biases and embeddings)."""
+        return self.parameters()
 
     def manual_step(self, loss: Tensor) -> None:
         """One optimizer step for subclasses with ``automatic_optimization = False``.
