@@ -12,6 +12,7 @@ import math
 from typing import List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnexp.batch import PAD_INDEX
@@ -40,6 +41,7 @@ class TransformerLMNet(nn.Module):
     ``[history [1, B, H]]``, the last ``context - 1`` token ids read, batch in dimension 1 like
     a recurrent layer's ``h`` so :mod:`rnnexp.sampling` stacks it the same way. Each call re-reads
     history + inputs from position 0 (a sliding window, no key/value cache: generation is short).
+    Inputs longer than ``context`` without a state are read in consecutive windows of ``context``.
     """
 
     windowed = True  # rnnexp.sampling: states of different lengths cannot be stacked
@@ -89,14 +91,21 @@ class TransformerLMNet(nn.Module):
                 state: Optional[List[Tensor]] = None) -> Tuple[Tensor, List[Tensor]]:
         steps = inputs.shape[1]
         tokens = inputs if state is None else torch.cat([state[0][0].to(inputs.device), inputs], dim=1)
-        if state is not None:
+        if state is None and steps > self.context:
+            # Longer than the context (whole tweets, a long prime): consecutive windows of
+            # `context` steps, each read on its own from position 0, as stream windows are.
+            batch, pad = inputs.shape[0], -steps % self.context
+            windows = F.pad(inputs, (0, pad), value=PAD_INDEX).reshape(-1, self.context)
+            logits = self._read(windows).reshape(batch, steps + pad, -1)[:, :steps]
+        else:
             tokens = tokens[:, -self.context:]
-        if tokens.shape[1] > self.context:
-            raise ConfigError("context", self.context, f"the data gives sequences of {tokens.shape[1]} steps: raise "
-                              "model.context to at least that, or shorten data.num_steps (or use data.batching=stream)")
+            logits = self._read(tokens)[:, -steps:]
+        history = tokens[:, max(tokens.shape[1] - (self.context - 1), 0):]
+        return logits, [history.unsqueeze(0)]
+
+    def _read(self, tokens: Tensor) -> Tensor:
+        """Logits [B, L, C] of L <= context tokens, step t attending to steps <= t."""
         length = tokens.shape[1]
-        x = self.embedding(tokens) + self.position[:length].to(inputs.device)
-        mask = nn.Transformer.generate_square_subsequent_mask(length, device=inputs.device, dtype=x.dtype)
-        hidden = self.layers(self.dropout(x), mask=mask, is_causal=True)
-        logits = self.head(hidden[:, -steps:])
-        return logits, [tokens[:, -(self.context - 1):].unsqueeze(0)] if self.context > 1 else [tokens[:, :0].unsqueeze(0)]
+        x = self.embedding(tokens) + self.position[:length].to(tokens.device)
+        mask = nn.Transformer.generate_square_subsequent_mask(length, device=tokens.device, dtype=x.dtype)
+        return self.head(self.layers(self.dropout(x), mask=mask, is_causal=True))
