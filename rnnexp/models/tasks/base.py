@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import numbers
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -19,6 +20,7 @@ from rnnexp.models.tasks.epoch_sums import EpochSums
 from rnnexp.models.tasks.step_logging import logs_this_step
 
 CLIP_ALGORITHMS = ("norm", "value")
+log = logging.getLogger(__name__)
 
 
 def plain(value: Any) -> Any:
@@ -190,6 +192,12 @@ class RecurrentModule(pl.LightningModule):
         spec = dict(schedule["scheduler"])
         if "total_steps" in spec and spec["total_steps"] is None:  # warmup_cosine: the whole run
             spec["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            warmup = spec.get("warmup_steps")
+            if isinstance(warmup, int) and not isinstance(warmup, bool) and warmup >= spec["total_steps"] > 0:
+                # A run shorter than the preset's warmup (debug=fdr, a few limited batches) still runs.
+                log.warning("The run has %d optimizer steps, not more than schedule.scheduler.warmup_steps=%d: "
+                            "warming up over %d", spec["total_steps"], warmup, spec["total_steps"] - 1)
+                spec["warmup_steps"] = spec["total_steps"] - 1
         scheduler = _build("schedule.scheduler", spec, optimizer)
         return {
             "optimizer": optimizer,
