@@ -31,7 +31,8 @@ VOCAB = 95  # the tweets' vocabulary with the default split (docs/tweets.md)
 def net(positions="learned", context=16, **kwargs) -> TransformerLMNet:
     torch.manual_seed(0)
     settings = dict(d_model=16, num_heads=2, num_layers=2, ff_size=32, dropout=0.0, positions=positions, context=context)
-    return TransformerLMNet(11, 11, **{**settings, **kwargs}).eval()
+    settings.update(kwargs)
+    return TransformerLMNet(11, 11, **settings).eval()
 
 
 @pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
@@ -198,3 +199,11 @@ def test_a_tiny_run_logs_bpc_and_its_checkpoint_loads_weights_only_and_generates
     # Primes of different lengths are generated one by one (the window states cannot be stacked).
     out = generate(model.net, vocab, ["a", "great"], 5, 1.0, 1)
     assert [len(t) for t in out] == [6, 10]
+
+
+def test_attention_dropout_is_its_own_key_in_every_layer():
+    model = net(dropout=0.3, attention_dropout=0.2)
+    assert [layer.self_attn.dropout for layer in model.layers.layers] == [0.2, 0.2]
+    assert [layer.dropout1.p for layer in model.layers.layers] == [0.3, 0.3] and model.dropout.p == 0.3
+    with pytest.raises(ConfigError, match="attention_dropout"):
+        net(attention_dropout=1.0)

@@ -55,6 +55,7 @@ class TransformerLMNet(nn.Module):
         num_layers: int = 2,
         ff_size: int = 512,
         dropout: float = 0.1,
+        attention_dropout: float = 0.0,
         positions: str = "learned",
         context: int = 128,
         tie_weights: bool = True,
@@ -66,6 +67,7 @@ class TransformerLMNet(nn.Module):
         if d_model % num_heads:
             raise ConfigError("num_heads", num_heads, f"must divide d_model={d_model}")
         check_fraction("dropout", dropout)
+        check_fraction("attention_dropout", attention_dropout)
         check_choice("positions", positions, POSITIONS)
         self.d_model, self.context, self.positions = d_model, context, positions
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=PAD_INDEX)
@@ -79,6 +81,9 @@ class TransformerLMNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(d_model, num_heads, ff_size, dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
+        # Dropout on the attention weights is its own key: on a CPU any value > 0 sends attention
+        # down the unfused path and draws a mask per [B, heads, T, T] (docs/tweets.md).
+        layer.self_attn.dropout = attention_dropout
         # Pre-norm layers leave the residual stream unnormalised: one LayerNorm before the head.
         self.layers = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
         self.head = nn.Linear(d_model, num_classes)

@@ -23,7 +23,7 @@ NETWORK_KEYS = sorted(set(inspect.signature(TransformerLMNet).parameters) - {"vo
 
 class TransformerLM(LanguageModel):
     """``model=transformer_lm``: network keys are :class:`TransformerLMNet`'s (``d_model``,
-    ``num_heads``, ``num_layers``, ``ff_size``, ``dropout``, ``positions``, ``context``,
+    ``num_heads``, ``num_layers``, ``ff_size``, ``dropout``, ``attention_dropout``, ``positions``, ``context``,
     ``tie_weights``); a recurrent setting (``cell``, ``hidden_size``, ...) is refused in one line.
     AdamW's weight decay applies to the weight matrices only (not to norms, biases, embeddings
     or positions), as in GPT-2 and minGPT."""
