@@ -62,7 +62,15 @@ def load_language_model(path: str) -> LanguageModel:
     checkpoint = load_checkpoint(file)
     if checkpoint.get("rnnexp_kind") != CHECKPOINT_KIND or not (checkpoint.get("hyper_parameters") or {}).get("vocab"):
         raise UserError(f"{path} is not a language-model checkpoint; train one with model=lm (e.g. experiment=cs20_tweets)")
-    return LanguageModel.load_from_checkpoint(file, map_location="cpu")
+    # By the class that saved it (recurrent LM or transformer); checkpoints from before the name was saved are LMs.
+    from rnnexp.models.tasks import TASKS
+
+    name = checkpoint.get("rnnexp_task", "lm")
+    cls = TASKS.get(name)
+    if cls is None or not issubclass(cls, LanguageModel):
+        raise UserError(f"{path} was saved by model={name}, which this version of rnnexp cannot generate from "
+                        f"(language models: {', '.join(n for n, c in TASKS.items() if issubclass(c, LanguageModel))})")
+    return cls.load_from_checkpoint(file, map_location="cpu")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> List[str]:

@@ -62,12 +62,17 @@ def generate(
 ) -> List[str]:
     """Continue each prime by ``length`` sampled characters; returns prime + continuation.
 
-    ``net(inputs [B, T], lengths, state) -> (logits [B, T, V], state)`` (a ``SequenceModel``).
+    ``net(inputs [B, T], lengths, state) -> (logits [B, T, V], state)`` (a ``SequenceModel``, or a
+    ``TransformerLMNet``, whose state is the window of tokens it has read).
     Each prime is read on its own (primes differ in length), after ``\n`` when the vocabulary
     has it (a new document starts after it in training), then all continue together,
     one character per call. Padding and the unknown symbol are never sampled.
     """
     check_sampling(temperature, top_k)
+    if getattr(net, "windowed", False) and len(set(primes)) > 1:
+        # A transformer's state is its token history, which cannot be stacked across primes of
+        # different lengths: one prime at a time.
+        return [text for prime in primes for text in generate(net, vocab, [prime], length, temperature, top_k, generator)]
     was_training = net.training
     net.eval()
     try:

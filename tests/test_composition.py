@@ -41,6 +41,9 @@ LEARNS["tagger"] = LEARNS["lm"] = {"hello", "hello_batch", "hihello", "stream", 
 LEARNS["seq2seq"] = {"reverse"}
 LEARNS["one_to_many"] = {"row"}  # writes the 28 rows of an image from its label
 LEARNS["auto"] = LEARNS["classifier"] | LEARNS["tagger"] | LEARNS["seq2seq"]
+# Models without a recurrent cell: the cell group is dropped, and cell=... is refused.
+NOT_RECURRENT = {"transformer_lm"}
+LEARNS["transformer_lm"] = LEARNS["lm"]
 
 # Keys crossed in the random sample; some values are refused with some cells or data on purpose.
 CROSSED = {
@@ -86,7 +89,8 @@ def _train_or_refuse(overrides: List[str], out: Path, data_dir: Path) -> str:
     assert metrics and all(isinstance(v, float) for k, v in metrics.items() if k != "optimized_metric_from")
     ran = yaml.safe_load((out / "config.yaml").read_text())
     requested = dict(o.split("=", 1) for o in overrides if "=" in o)
-    assert ran["model"]["cell"] == requested.get("cell", "lstm")
+    recurrent = requested.get("model") not in NOT_RECURRENT
+    assert ran["model"].get("cell") == (requested.get("cell", "lstm") if recurrent else None)
     assert ran["model"]["_target_"].startswith("rnnexp.models.tasks.")
     return "trained"
 
@@ -100,6 +104,19 @@ def test_every_data_model_cell_trains_or_refuses_in_one_line(tmp_path, data_dir,
         assert outcome == "trained", outcome
     else:
         assert outcome != "trained" and "is invalid" in outcome, outcome
+
+
+@pytest.mark.parametrize("model", sorted(NOT_RECURRENT))
+@pytest.mark.parametrize("data", DATA)
+def test_models_without_a_cell_train_or_refuse_in_one_line(tmp_path, data_dir, data, model):
+    outcome = _train_or_refuse([*DATA[data], f"model={model}"], tmp_path, data_dir)
+    if data.split("/")[1] in LEARNS[model]:
+        assert outcome == "trained", outcome
+    else:
+        assert outcome != "trained" and "is invalid" in outcome, outcome
+    if outcome == "trained":
+        refused = _train_or_refuse([*DATA[data], f"model={model}", "cell=gru"], tmp_path / "gru", data_dir)
+        assert refused.startswith("model.cell='gru' is invalid"), refused
 
 
 SAMPLE = 20
@@ -142,6 +159,8 @@ def test_the_random_crossing_checks_both_outcomes(tmp_path_factory, data_dir):
         (["data=mnist", "model.encoder=onehot"], 2),
         (["data=tweets", "model=classifier"], 2),
         (["data=tweets", "model.bidirectional=true"], 2),
+        (["data=tweets", "model=transformer_lm"], 0),
+        (["data=tweets", "model=transformer_lm", "cell=gru"], 2),
     ],
 )
 def test_each_data_group_trains_alone_from_the_cli(tmp_path, data_dir, args, expected):

@@ -9,6 +9,7 @@ from rnnexp.models.tasks.language_model import LanguageModel
 from rnnexp.models.tasks.one_to_many import OneToMany
 from rnnexp.models.tasks.seq2seq import Seq2Seq
 from rnnexp.models.tasks.tagger import SequenceTagger
+from rnnexp.models.tasks.transformer_lm import TransformerLM
 
 # The short names of conf/model/*.yaml.
 TASKS: Dict[str, Type[RecurrentModule]] = {
@@ -17,6 +18,7 @@ TASKS: Dict[str, Type[RecurrentModule]] = {
     "lm": LanguageModel,
     "seq2seq": Seq2Seq,
     "one_to_many": OneToMany,  # learns from labels too, but is never the default: model=one_to_many
+    "transformer_lm": TransformerLM,  # the non-recurrent baseline for next-token data: model=transformer_lm
 }
 # model=auto: the task each kind of target calls for (rnnexp.batch.TARGET_KINDS).
 DEFAULT_TASK = {"label": "classifier", "step": "tagger", "next_token": "lm", "sequence": "seq2seq"}
@@ -30,5 +32,5 @@ def auto(target_kind: Any = None, **kwargs: Any) -> RecurrentModule:
 
 
 __all__ = [
-    "DEFAULT_TASK", "TASKS", "LanguageModel", "OneToMany", "RecurrentModule", "Seq2Seq", "SequenceClassifier", "SequenceTagger", "auto",
+    "DEFAULT_TASK", "TASKS", "LanguageModel", "OneToMany", "RecurrentModule", "Seq2Seq", "SequenceClassifier", "SequenceTagger", "TransformerLM", "auto",
 ]

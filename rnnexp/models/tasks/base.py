@@ -210,13 +210,19 @@ class RecurrentModule(pl.LightningModule):
         spec = self.hparams.optimizer
         if not spec or "_target_" not in spec:
             raise ConfigError("optimizer", spec, "pick one with optimizer=adam (or adamw, sgd, rmsprop)")
-        optimizer = _build("optimizer", self._fusable(spec), self.parameters())
+        optimizer = _build("optimizer", self._fusable(spec), self.optimizer_parameters())
         schedule = self.hparams.scheduler
         if not schedule or not schedule.get("scheduler"):
             return optimizer
         spec = dict(schedule["scheduler"])
         if "total_steps" in spec and spec["total_steps"] is None:  # warmup_cosine: the whole run
             spec["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            warmup = spec.get("warmup_steps")
+            if isinstance(warmup, int) and not isinstance(warmup, bool) and warmup >= spec["total_steps"] > 0:
+                # A run shorter than the preset's warmup (debug=fdr, a few limited batches) still runs.
+                log.warning("The run has %d optimizer steps, not more than schedule.scheduler.warmup_steps=%d: "
+                            "warming up over %d", spec["total_steps"], warmup, spec["total_steps"] - 1)
+                spec["warmup_steps"] = spec["total_steps"] - 1
         scheduler = _build("schedule.scheduler", spec, optimizer)
         return {
             "optimizer": optimizer,
@@ -227,6 +233,11 @@ class RecurrentModule(pl.LightningModule):
                 "monitor": schedule.get("monitor", "val/loss"),
             },
         }
+
+    def optimizer_parameters(self):
+        """What the optimizer gets: all parameters, or parameter groups (the transformer keeps
+        weight decay off its norms, biases and embeddings)."""
+        return self.parameters()
 
     def _fusable(self, spec: Dict[str, Any]) -> Dict[str, Any]:
         """``spec`` without ``fused: true`` when Lightning would refuse it.

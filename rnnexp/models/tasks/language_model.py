@@ -35,7 +35,8 @@ class LanguageModel(SequenceTagger):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.net.backbone.num_directions == 2:
+        backbone = getattr(self.net, "backbone", None)  # the transformer has none
+        if backbone is not None and backbone.num_directions == 2:
             raise ConfigError("model.bidirectional", True, "a language model reads left to right; set it to false")
         self._states: Dict[str, Optional[List[Any]]] = {}
 
@@ -70,6 +71,10 @@ class LanguageModel(SequenceTagger):
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["rnnexp_kind"] = CHECKPOINT_KIND
+        # Which class to load it with (rnnexp.generate): the short name of TASKS.
+        from rnnexp.models.tasks import TASKS  # the registry imports this module
+
+        checkpoint["rnnexp_task"] = next((name for name, cls in TASKS.items() if cls is type(self)), "lm")
 
 
 def _batch_size(state: List[Any]) -> int:

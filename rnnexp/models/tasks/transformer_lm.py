@@ -1,0 +1,51 @@
+"""The transformer baseline as a language-model task: the recurrent LM's data, loss and metrics.
+
+A :class:`LanguageModel` whose network is :class:`TransformerLMNet`, so ``{stage}/loss``,
+``/ppl``, ``/bpt``, ``/bpc`` and ``/acc`` are computed exactly as for the recurrent models and
+one report compares both. It carries nothing across windows: with ``data.batching=stream`` each
+window of ``data.num_steps`` characters is read on its own (the context is the window), where
+the recurrent LM starts each window from the previous one's state.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Dict, Optional
+
+from torch import nn
+
+from rnnexp.errors import ConfigError
+from rnnexp.models.nets.transformer import TransformerLMNet
+from rnnexp.models.tasks.language_model import LanguageModel
+
+NETWORK_KEYS = sorted(set(inspect.signature(TransformerLMNet).parameters) - {"vocab_size", "num_classes"})
+
+
+class TransformerLM(LanguageModel):
+    """``model=transformer_lm``: network keys are :class:`TransformerLMNet`'s (``d_model``,
+    ``num_heads``, ``num_layers``, ``ff_size``, ``dropout``, ``attention_dropout``, ``positions``, ``context``,
+    ``tie_weights``); a recurrent setting (``cell``, ``hidden_size``, ...) is refused in one line.
+    AdamW's weight decay applies to the weight matrices only (not to norms, biases, embeddings
+    or positions), as in GPT-2 and minGPT."""
+
+    def build_net(self, input_size: int, num_classes: int, input_kind: Optional[str], network: Dict[str, Any]) -> nn.Module:
+        if input_kind == "features":
+            raise ConfigError("model", "transformer_lm", "reads token ids, and the data feeds float features")
+        unknown = sorted(set(network) - set(NETWORK_KEYS))
+        if unknown:
+            key = unknown[0]
+            fix = "drop cell=... (the transformer has no recurrent cell)" if key == "cell" else "drop it"
+            raise ConfigError(key, network[key], f"a recurrent-model setting that model=transformer_lm does not take; "
+                              f"{fix} (its keys: {', '.join(NETWORK_KEYS)})")
+        return TransformerLMNet(input_size, num_classes, **network)
+
+    def _logits(self, batch, stage: str):
+        logits, _ = self(batch["inputs"], batch.get("lengths"))  # no carried state: the window is the context
+        return logits
+
+    def optimizer_parameters(self):
+        # named_parameters() names a tied head weight once, as embedding.weight.
+        decay = [p for name, p in self.net.named_parameters() if p.dim() == 2 and name not in ("embedding.weight", "position")]
+        chosen = {id(p) for p in decay}
+        rest = [p for p in self.parameters() if id(p) not in chosen]
+        return [{"params": decay}, {"params": rest, "weight_decay": 0.0}]
