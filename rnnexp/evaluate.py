@@ -170,7 +170,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                               "eval_batch_size": datamodule.eval_batch_size, "num_steps": datamodule.num_steps}
     static = run_stream(net, loaders[cfg.split](), precision)
     result.update(chars=static.chars, static={"bpc": static.bpc, "loss": static.loss})
-    result["dynamic"] = None
+    result.update(dynamic=None, method=None, lr=None, decay=None, eps=None, ms_windows=None, tuned=False)
     if dynamic:
         decay = cfg.decay
         if cfg.tune:
