@@ -239,3 +239,21 @@ def test_not_a_language_model_exits_2(tmp_path, ckpt):
     result = run_cli(f"ckpt_path={ckpt}", "dynamic=true", "lr=0", cwd=tmp_path, module="rnnexp.evaluate")
     assert result.returncode == 2 and result.stderr.strip() == (
         "error: lr=0.0 is invalid: must be a number > 0 (dynamic=false scores without adaptation)")
+
+
+@pytest.mark.parametrize("network", [dict(cell="lstm"), dict(cell="gru", num_layers=2), dict(cell="jordan"),
+                                     dict(cell="rnn", nonlinearity="elu"), dict(cell="lstm", learn_initial_state=True)])
+def test_every_cell_adapts_a_copy(network):
+    """Every cell (the fused kernels, Jordan's, the TorchScript one) is copied and adapted; θ₀ stays."""
+    model = LanguageModel(input_size=12, num_classes=12, hidden_size=8, **network)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 12, (2, 41), generator=generator)
+    windows = [{"inputs": ids[:, s:s + 10], "targets": ids[:, s + 1:s + 11], "lengths": torch.full((2,), 10),
+                "carry_state": True} for s in range(0, 40, 10)]
+    before = [p.detach().clone() for p in model.net.parameters()]
+    static = run_stream(model.net, windows)
+    assert dynamic_score(model.net, windows, "sgd", 0.0).windows == pytest.approx(static.windows, rel=1e-6)
+    adapted = dynamic_score(model.net, windows, "sgd", 1.0)
+    assert adapted.windows[0] == pytest.approx(static.windows[0], rel=1e-6)
+    assert adapted.windows[-1] != pytest.approx(static.windows[-1], rel=1e-4)
+    assert all(torch.equal(p, b) for p, b in zip(model.net.parameters(), before))
