@@ -10,10 +10,12 @@ deep copy of the network is adapted. Two update rules:
   character).
 * ``rms``: Krause's RMS-normalised rule with a decay toward θ₀,
   ``θ ← θ − lr·g/(sqrt(MS)+eps) + decay·(θ₀ − θ)``, where MS is the per-parameter mean squared
-  gradient of θ₀ over windows of the training split (:func:`mean_squared_gradients`). Krause's
-  code scales the decay per parameter by ``sqrt(MS)/Σ mean(sqrt(MS))``; here ``decay`` is one
-  number for every parameter, which keeps the rule a one-liner and the decay easy to read
-  (``decay=0.1`` moves every weight 10% of the way back to θ₀ per window).
+  gradient of θ₀ over windows of the training split (:func:`mean_squared_gradients`). With
+  ``decay_scale=uniform`` (the default) ``decay`` is one number for every weight and reads
+  directly (``decay=0.1`` moves every weight 10% of the way back to θ₀ per window).
+  ``decay_scale=rms`` is the paper's global decay prior: each weight's decay is
+  ``decay·RMS/mean(RMS)`` (``RMS = sqrt(MS)``, the mean over all weights), capped at 1, so
+  weights with large gradients are pulled back harder.
 
 The state is carried from window to window (detached), as in the language model's own
 validation and test loops, and under the run's autocast (bf16-mixed) when it used one, so the
@@ -37,6 +39,7 @@ from rnnexp.models.nets.backbone import detach_state
 from rnnexp.models.nets.losses import sequence_loss_sum
 
 METHODS = ("sgd", "rms")
+DECAY_SCALES = ("uniform", "rms")
 
 
 @dataclass
@@ -88,14 +91,19 @@ class Updater:
     """Adapts ``net`` (the copy) in place after each window: ``sgd`` or ``rms`` (module docstring)."""
 
     def __init__(self, net: nn.Module, method: str, lr: float, decay: float = 0.0, eps: float = 2e-5,
-                 ms: Optional[List[Tensor]] = None) -> None:
+                 ms: Optional[List[Tensor]] = None, decay_scale: str = "uniform") -> None:
         self.params = [p for p in net.parameters() if p.requires_grad]
         self.method, self.lr, self.decay, self.eps = method, lr, decay, eps
         self.theta0 = [p.detach().clone() for p in self.params]
         if method == "rms":
             if ms is None:
                 raise ValueError("method=rms needs the mean squared gradients (mean_squared_gradients)")
-            self.scale = [m.to(p.device).sqrt().add_(eps) for m, p in zip(ms, self.params)]
+            rms = [m.to(p.device).sqrt() for m, p in zip(ms, self.params)]
+            self.scale = [r + eps for r in rms]
+            self.decays: List[Any] = [decay] * len(rms)
+            if decay_scale == "rms":
+                mean = torch.cat([r.flatten() for r in rms]).mean().clamp_min(1e-30)
+                self.decays = [(r / mean * decay).clamp_(max=1.0) for r in rms]
         else:
             self.sgd = torch.optim.SGD(self.params, lr=lr)
 
@@ -109,8 +117,8 @@ class Updater:
                 for p in self.params:
                     p.grad = None
                 return
-            for p, g, s, p0 in zip(self.params, grads, self.scale, self.theta0):
-                update = (p0 - p).mul_(self.decay)
+            for p, g, s, p0, decay in zip(self.params, grads, self.scale, self.theta0, self.decays):
+                update = (p0 - p).mul_(decay)
                 if g is not None:
                     update.addcdiv_(g, s, value=-self.lr)
                 p.add_(update)
@@ -151,10 +159,11 @@ def run_stream(net: nn.Module, windows: Iterable[Dict[str, Any]], precision: Opt
 
 
 def dynamic_score(net: nn.Module, windows: Iterable[Dict[str, Any]], method: str, lr: float, decay: float = 0.0,
-                  eps: float = 2e-5, ms: Optional[List[Tensor]] = None, precision: Optional[str] = None) -> StreamScore:
+                  eps: float = 2e-5, ms: Optional[List[Tensor]] = None, precision: Optional[str] = None,
+                  decay_scale: str = "uniform") -> StreamScore:
     """Dynamic evaluation on a deep copy of ``net``: ``net`` (θ₀) is left as it was."""
     adapted = copy.deepcopy(net)
-    return run_stream(adapted, windows, precision, Updater(adapted, method, lr, decay, eps, ms))
+    return run_stream(adapted, windows, precision, Updater(adapted, method, lr, decay, eps, ms, decay_scale))
 
 
 def mean_squared_gradients(net: nn.Module, windows: Iterable[Dict[str, Any]], precision: Optional[str] = None) -> List[Tensor]:

@@ -30,7 +30,7 @@ from omegaconf import OmegaConf, open_dict
 
 from rnnexp.cli import run_app
 from rnnexp.data.tweets import StreamWindows
-from rnnexp.dynamic_eval import METHODS, check_update, dynamic_score, mean_squared_gradients, run_stream
+from rnnexp.dynamic_eval import DECAY_SCALES, METHODS, check_update, dynamic_score, mean_squared_gradients, run_stream
 from rnnexp.errors import ConfigError, UserError, check_choice, check_positive_int
 from rnnexp.generate import load_language_model
 from rnnexp.threads import set_threads
@@ -54,6 +54,7 @@ class EvaluateConfig:
     method: str = "sgd"
     lr: Optional[float] = None  # null: DEFAULT_LR of the method (sgd 0.1, rms 3e-4)
     decay: float = 0.0  # rms: fraction of the way back to the trained weights per window
+    decay_scale: str = "uniform"  # rms: uniform (one decay for every weight) | rms (decay*RMS/mean(RMS), the paper's)
     eps: float = 2e-5  # rms: added to sqrt(MS)
     ms_windows: int = 100  # rms: training windows the mean squared gradients come from
     tune: bool = False
@@ -136,6 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cfg, overrides = parse(sys.argv[1:] if argv is None else argv)
     check_choice("split", cfg.split, SPLITS)
     check_choice("method", cfg.method, METHODS)
+    check_choice("decay_scale", cfg.decay_scale, DECAY_SCALES)
     check_positive_int("ms_windows", cfg.ms_windows)
     if cfg.tune and cfg.split != "test":
         raise ConfigError("split", cfg.split, "tune=true picks lr on the validation split and reports test; drop split=")
@@ -171,23 +173,26 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                               "eval_batch_size": datamodule.eval_batch_size, "num_steps": datamodule.num_steps}
     static = run_stream(net, loaders[cfg.split](), precision)
     result.update(chars=static.chars, static={"bpc": static.bpc, "loss": static.loss})
-    result.update(dynamic=None, method=None, lr=None, decay=None, eps=None, ms_windows=None, tuned=False)
+    result.update(dynamic=None, method=None, lr=None, decay=None, decay_scale=None, eps=None, ms_windows=None,
+                  tuned=False)
     if dynamic:
         decay = cfg.decay
         if cfg.tune:
             tried = []
             for lr_value in lr_grid:
                 for decay_value in decay_grid:
-                    val = dynamic_score(net, loaders["val"](), cfg.method, lr_value, decay_value, cfg.eps, ms, precision)
+                    val = dynamic_score(net, loaders["val"](), cfg.method, lr_value, decay_value, cfg.eps, ms,
+                                        precision, cfg.decay_scale)
                     tried.append({"lr": lr_value, "decay": decay_value, "val_bpc": val.bpc})
                     log.info("tune: lr=%g decay=%g val bpc %.4f", lr_value, decay_value, val.bpc)
             best = min(tried, key=lambda t: t["val_bpc"])
             lr, decay = best["lr"], best["decay"]
             result["tuning"] = {"split": "val", "static_val_bpc": run_stream(net, loaders["val"](), precision).bpc,
                                 "tried": tried}
-        score = dynamic_score(net, loaders[cfg.split](), cfg.method, lr, decay, cfg.eps, ms, precision)
+        score = dynamic_score(net, loaders[cfg.split](), cfg.method, lr, decay, cfg.eps, ms, precision, cfg.decay_scale)
         result["dynamic"] = {"bpc": score.bpc, "loss": score.loss}
         result.update(method=cfg.method, lr=lr, decay=decay if cfg.method == "rms" else None,
+                      decay_scale=cfg.decay_scale if cfg.method == "rms" else None,
                       eps=cfg.eps if cfg.method == "rms" else None,
                       ms_windows=cfg.ms_windows if cfg.method == "rms" else None, tuned=cfg.tune)
     result["seconds"] = time.perf_counter() - start

@@ -159,6 +159,30 @@ def test_rms_update_is_krauses_formula_and_decay_pulls_to_the_trained_weights(ck
         torch.testing.assert_close(p.detach() - p0, d * 0.75**3, rtol=1e-4, atol=1e-6)
 
 
+def test_rms_scaled_decay_is_the_papers_global_prior(ckpt):
+    """decay_scale=rms: each weight's decay is decay*RMS/mean(RMS) over all weights, capped at 1."""
+    net = copy.deepcopy(LanguageModel.load_from_checkpoint(ckpt).net)
+    theta0 = [p.detach().clone() for p in net.parameters()]
+    generator = torch.Generator().manual_seed(1)
+    ms = [torch.rand(p.shape, generator=generator) ** 4 for p in net.parameters()]  # a wide spread of RMS
+    decay = 0.5  # RMS/mean(RMS) reaches ~3 here: the cap at 1 applies to the largest
+    updater = Updater(net, "rms", 0.0, decay, 2e-5, ms, decay_scale="rms")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    batch = repetitive_windows(datamodule_of(ckpt))[0]
+    logits, _ = net(batch["inputs"], batch["lengths"])
+    updater.step(torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten()))
+    rms = [m.sqrt() for m in ms]
+    mean = sum(r.sum() for r in rms) / sum(r.numel() for r in rms)
+    capped = 0
+    for p, p0, r in zip(net.parameters(), theta0, rms):
+        rate = torch.minimum(decay * r / mean, torch.ones_like(r))
+        capped += int((decay * r / mean > 1).sum())
+        torch.testing.assert_close(p.detach() - p0, 1.0 - rate, rtol=1e-5, atol=1e-6)
+    assert capped > 0  # the cap is exercised
+
+
 def test_mean_squared_gradients_by_hand(ckpt):
     model = LanguageModel.load_from_checkpoint(ckpt)
     windows = repetitive_windows(datamodule_of(ckpt))[:2]
@@ -219,6 +243,7 @@ def test_bf16_checkpoint_is_scored_under_autocast(tmp_path):
     (["tune=true", "split=val"], "split='val'"),
     (["checkpoint=x"], "unknown argument"),
     (["dynamic=true", "decay=0.1"], "decay=0.1"),
+    (["dynamic=true", "method=rms", "decay_scale=global"], "decay_scale='global'"),
 ])
 def test_bad_input_is_one_line(ckpt, args, message):
     from rnnexp.cli import describe
