@@ -67,7 +67,8 @@ def check_update(method: str, lr: Any, decay: Any, eps: Any = 1.0) -> None:
     if not number(lr) or not lr > 0:
         raise ConfigError("lr", lr, "must be a number > 0 (dynamic=false scores without adaptation)")
     if not number(decay) or not 0 <= decay < 1:
-        raise ConfigError("decay", decay, "must be a number in [0, 1): the fraction of the way back to the trained weights per window")
+        raise ConfigError("decay", decay, "must be a number in [0, 1): the fraction of the way back to the "
+                          "trained weights per window")
     if method == "sgd" and decay:
         raise ConfigError("decay", decay, "applies to method=rms only; drop it or use method=rms")
     if not number(eps) or not eps > 0:
@@ -166,7 +167,8 @@ def dynamic_score(net: nn.Module, windows: Iterable[Dict[str, Any]], method: str
     return run_stream(adapted, windows, precision, Updater(adapted, method, lr, decay, eps, ms, decay_scale))
 
 
-def mean_squared_gradients(net: nn.Module, windows: Iterable[Dict[str, Any]], precision: Optional[str] = None) -> List[Tensor]:
+def mean_squared_gradients(net: nn.Module, windows: Iterable[Dict[str, Any]],
+                           precision: Optional[str] = None) -> List[Tensor]:
     """Per-parameter mean over ``windows`` of the squared gradient of the window's mean loss at
     θ₀ (no update), carrying the state: Krause's MS, collected on the training split."""
     net.eval()

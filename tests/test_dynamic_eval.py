@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 
 from rnnexp.data.tweets import StreamWindows, TweetsDataModule
 from rnnexp.dynamic_eval import Updater, dynamic_score, mean_squared_gradients, run_stream
@@ -76,7 +77,7 @@ def test_static_bpc_equals_trainer_test(ckpt, rows):
     with torch.no_grad():
         for batch in dm.test_dataloader():
             logits, state = model.net(batch["inputs"], batch["lengths"], state)
-            nats += torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), reduction="sum").item()
+            nats += F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), reduction="sum").item()
             chars += batch["targets"].numel()
     assert static.chars == chars and static.bpc == pytest.approx(nats / chars / math.log(2), rel=1e-6)
 
@@ -143,7 +144,7 @@ def test_rms_update_is_krauses_formula_and_decay_pulls_to_the_trained_weights(ck
     batch = repetitive_windows(datamodule_of(ckpt))[0]
     start = [p.detach().clone() for p in net.parameters()]
     logits, _ = net(batch["inputs"], batch["lengths"])
-    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten())
+    loss = F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten())
     grads = torch.autograd.grad(loss, list(net.parameters()), retain_graph=True)
     updater.step(loss)
     for p, p_start, p0, g, m in zip(net.parameters(), start, theta0, grads, ms):
@@ -154,7 +155,7 @@ def test_rms_update_is_krauses_formula_and_decay_pulls_to_the_trained_weights(ck
     offset = [p.detach() - p0 for p, p0 in zip(net.parameters(), theta0)]
     for _ in range(3):
         logits, _ = net(batch["inputs"], batch["lengths"])
-        updater.step(torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten()))
+        updater.step(F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten()))
     for p, p0, d in zip(net.parameters(), theta0, offset):
         torch.testing.assert_close(p.detach() - p0, d * 0.75**3, rtol=1e-4, atol=1e-6)
 
@@ -172,7 +173,7 @@ def test_rms_scaled_decay_is_the_papers_global_prior(ckpt):
             p.add_(1.0)
     batch = repetitive_windows(datamodule_of(ckpt))[0]
     logits, _ = net(batch["inputs"], batch["lengths"])
-    updater.step(torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten()))
+    updater.step(F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten()))
     rms = [m.sqrt() for m in ms]
     mean = sum(r.sum() for r in rms) / sum(r.numel() for r in rms)
     capped = 0
@@ -189,10 +190,10 @@ def test_mean_squared_gradients_by_hand(ckpt):
     ms = mean_squared_gradients(model.net, windows)
     params = list(model.net.parameters())
     logits, state = model.net(windows[0]["inputs"], windows[0]["lengths"])
-    g1 = torch.autograd.grad(torch.nn.functional.cross_entropy(logits.flatten(0, 1), windows[0]["targets"].flatten()), params)
+    g1 = torch.autograd.grad(F.cross_entropy(logits.flatten(0, 1), windows[0]["targets"].flatten()), params)
     state = [tuple(s.detach() for s in layer) if isinstance(layer, tuple) else layer.detach() for layer in state]
     logits, _ = model.net(windows[1]["inputs"], windows[1]["lengths"], state)
-    g2 = torch.autograd.grad(torch.nn.functional.cross_entropy(logits.flatten(0, 1), windows[1]["targets"].flatten()), params)
+    g2 = torch.autograd.grad(F.cross_entropy(logits.flatten(0, 1), windows[1]["targets"].flatten()), params)
     for m, a, b in zip(ms, g1, g2):
         torch.testing.assert_close(m, (a**2 + b**2) / 2, rtol=1e-5, atol=1e-10)
 
@@ -270,9 +271,9 @@ def test_not_a_language_model_exits_2(tmp_path, ckpt):
                                      dict(cell="rnn", nonlinearity="elu"), dict(cell="lstm", learn_initial_state=True)])
 def test_every_cell_adapts_a_copy(network):
     """Every cell (the fused kernels, Jordan's, the TorchScript one) is copied and adapted; θ₀ stays."""
+    torch.manual_seed(0)
     model = LanguageModel(input_size=12, num_classes=12, hidden_size=8, **network)
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, 12, (2, 41), generator=generator)
+    ids = torch.arange(82).remainder(7).view(2, 41)  # a periodic text: one step in, the copy predicts it better
     windows = [{"inputs": ids[:, s:s + 10], "targets": ids[:, s + 1:s + 11], "lengths": torch.full((2,), 10),
                 "carry_state": True} for s in range(0, 40, 10)]
     before = [p.detach().clone() for p in model.net.parameters()]
@@ -280,5 +281,5 @@ def test_every_cell_adapts_a_copy(network):
     assert dynamic_score(model.net, windows, "sgd", 0.0).windows == pytest.approx(static.windows, rel=1e-6)
     adapted = dynamic_score(model.net, windows, "sgd", 1.0)
     assert adapted.windows[0] == pytest.approx(static.windows[0], rel=1e-6)
-    assert adapted.windows[-1] != pytest.approx(static.windows[-1], rel=1e-4)
+    assert adapted.windows[-1] < static.windows[-1] - 0.05
     assert all(torch.equal(p, b) for p, b in zip(model.net.parameters(), before))
