@@ -1,4 +1,4 @@
-"""Bad input, as a user meets it: a real ``python train.py`` / ``python -m rnnexp.generate`` subprocess.
+"""Bad input, as a user meets it: a real ``python train.py`` / ``python -m rnnexp.generate`` (``.evaluate``) subprocess.
 
 Every case must end with exit code 2 and one ``error:`` line naming the problem (and the fix),
 print no traceback, and leave an earlier run's outputs exactly as they were. None of them
@@ -158,6 +158,12 @@ CASES = [
     Case("generate: prime outside the vocabulary",
          lambda t: [f"ckpt_path={_language_model(t)}", "prime=hex"], "characters the model's vocabulary lacks: 'x'",
          module="rnnexp.generate"),
+    # -- python -m rnnexp.evaluate ---------------------------------------------------------------
+    Case("evaluate: a checkpoint outside its run directory",
+         lambda t: [f"ckpt_path={_language_model(t)}", "dynamic=true"], "config.yaml not found: the data settings come "
+         "from the run's saved config", module="rnnexp.evaluate"),
+    Case("evaluate: unknown method", lambda t: [f"ckpt_path={_language_model(t)}", "dynamic=true", "method=adam"],
+         "method='adam' is invalid: choose one of sgd, rms", module="rnnexp.evaluate"),
 ]
 
 
