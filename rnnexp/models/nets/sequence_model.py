@@ -82,17 +82,16 @@ class SequenceModel(nn.Module):
     def forward(
         self, inputs: Tensor, lengths: Optional[Tensor] = None, state: Optional[Sequence[LayerState]] = None
     ) -> Tuple[Tensor, list]:
-        outputs, final_state = self.backbone(self.encoder(inputs), lengths, state)
-        if lengths is None:
-            lengths = torch.full((inputs.shape[0],), inputs.shape[1], dtype=torch.long)
-        return self.head(outputs, lengths), final_state
+        logits, final_state, _ = self.run(inputs, lengths, state, penalties=False)
+        return logits, final_state
 
     def run(
-        self, inputs: Tensor, lengths: Optional[Tensor] = None, state: Optional[Sequence[LayerState]] = None
+        self, inputs: Tensor, lengths: Optional[Tensor] = None, state: Optional[Sequence[LayerState]] = None,
+        penalties: bool = True,
     ) -> Tuple[Tensor, list, Dict[str, Tensor]]:
         """:meth:`forward` plus ``{"ar": ..., "tar": ...}`` (the terms set, in training only; {} else)."""
         outputs, final_state, undropped = self.backbone.run(self.encoder(inputs), lengths, state)
         if lengths is None:
             lengths = torch.full((inputs.shape[0],), inputs.shape[1], dtype=torch.long)
-        penalties = activation_penalties(outputs, undropped, lengths, self.ar, self.tar) if self.training else {}
-        return self.head(outputs, lengths), final_state, penalties
+        terms = activation_penalties(outputs, undropped, lengths, self.ar, self.tar) if penalties and self.training else {}
+        return self.head(outputs, lengths), final_state, terms
