@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import inspect
-import logging
-import numbers
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytorch_lightning as pl
-from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from pytorch_lightning.plugins.precision import MixedPrecision
 from torch import Tensor, nn
-from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from rnnexp.batch import DESCRIBE_TARGETS
-from rnnexp.errors import ConfigError, UserError, check_choice
+from rnnexp.errors import ConfigError, check_choice
 from rnnexp.models.nets.sequence_model import SequenceModel
 from rnnexp.models.tasks.epoch_sums import EpochSums
+from rnnexp.models.tasks.optimization import Optimization
 from rnnexp.models.tasks.step_logging import logs_this_step
 
 CLIP_ALGORITHMS = ("norm", "value")
-log = logging.getLogger(__name__)
 
 
 def without_penalties(network: Dict[str, Any], model: str) -> Dict[str, Any]:
@@ -40,7 +34,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-class RecurrentModule(pl.LightningModule):
+class RecurrentModule(Optimization, pl.LightningModule):
     """A task on a :class:`SequenceModel` built from plain hyperparameters.
 
     ``input_size``, ``num_classes``, ``input_kind``, ``target_kind`` and ``vocab`` come from the data
@@ -60,7 +54,8 @@ class RecurrentModule(pl.LightningModule):
 
     ``gradient_clip_val`` / ``gradient_clip_algorithm`` are for subclasses that optimise
     manually (see :meth:`manual_step`); with automatic optimization clipping is
-    ``trainer.gradient_clip_val``.
+    ``trainer.gradient_clip_val``. How the optimizer and scheduler are built is
+    :class:`rnnexp.models.tasks.optimization.Optimization`.
     """
 
     accepts: Tuple[str, ...] = ()
@@ -204,122 +199,3 @@ class RecurrentModule(pl.LightningModule):
         logits, _ = self(batch["inputs"], batch.get("lengths"))
         total, weight, _ = self._sums_of(logits, batch)
         return total / weight.clamp_min(1e-12)
-
-    # -- optimisation ----------------------------------------------------------------------
-    def configure_optimizers(self):
-        spec = self.hparams.optimizer
-        if not spec or "_target_" not in spec:
-            raise ConfigError("optimizer", spec, "pick one with optimizer=adam (or adamw, sgd, rmsprop)")
-        optimizer = _build("optimizer", self._fusable(spec), self.optimizer_parameters())
-        schedule = self.hparams.scheduler
-        if not schedule or not schedule.get("scheduler"):
-            return optimizer
-        spec = dict(schedule["scheduler"])
-        if "total_steps" in spec and spec["total_steps"] is None:  # warmup_cosine: the whole run
-            spec["total_steps"] = int(self.trainer.estimated_stepping_batches)
-            warmup = spec.get("warmup_steps")
-            if isinstance(warmup, int) and not isinstance(warmup, bool) and warmup >= spec["total_steps"] > 0:
-                # A run shorter than the preset's warmup (debug=fdr, a few limited batches) still runs.
-                log.warning("The run has %d optimizer steps, not more than schedule.scheduler.warmup_steps=%d: "
-                            "warming up over %d", spec["total_steps"], warmup, spec["total_steps"] - 1)
-                spec["warmup_steps"] = spec["total_steps"] - 1
-        scheduler = _build("schedule.scheduler", spec, optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {
-                "scheduler": scheduler,
-                "interval": schedule.get("interval", "epoch"),
-                "frequency": schedule.get("frequency", 1),
-                "monitor": schedule.get("monitor", "val/loss"),
-            },
-        }
-
-    def optimizer_parameters(self):
-        """What the optimizer gets: all parameters, or parameter groups (the transformer keeps
-        weight decay off its norms, biases and embeddings)."""
-        return self.parameters()
-
-    def _fusable(self, spec: Dict[str, Any]) -> Dict[str, Any]:
-        """``spec`` without ``fused: true`` when Lightning would refuse it.
-
-        Lightning's mixed-precision plugin raises on gradient clipping with any optimizer that
-        unscales its own gradients (torch's fused Adam/AdamW), even for bf16, which has no scaler.
-        Clipping is the default (``trainer.gradient_clip_val=1.0``), so under ``bf16-mixed`` /
-        ``16-mixed`` with clipping the update falls back to torch's default (``foreach``)
-        implementation: the same rule, a slower optimizer step.
-        """
-        trainer = self._trainer
-        if not spec.get("fused") or trainer is None:
-            return spec
-        clipped = bool(trainer.gradient_clip_val) or self.hparams.get("gradient_clip_val") is not None
-        if clipped and isinstance(trainer.precision_plugin, MixedPrecision):
-            log.info("optimizer.fused=true is off: Lightning does not clip the gradients of a fused optimizer under %s", trainer.precision)
-            return {**spec, "fused": None}
-        return spec
-
-    def manual_step(self, loss: Tensor) -> None:
-        """One optimizer step for subclasses with ``automatic_optimization = False``.
-
-        Lightning leaves all of this to manual code (and ``Trainer(gradient_clip_val=...)``
-        raises there): zero the gradients, ``manual_backward``, clip with this module's
-        ``gradient_clip_val`` / ``gradient_clip_algorithm``, step, and step the
-        ``interval: step`` schedulers every ``frequency`` steps. Call
-        :meth:`manual_epoch_end` from ``on_train_epoch_end`` for ``interval: epoch`` ones.
-        """
-        optimizer = self.optimizers()
-        optimizer.zero_grad()
-        self.manual_backward(loss)
-        if self.hparams.gradient_clip_val is not None:
-            self.clip_gradients(
-                optimizer,
-                gradient_clip_val=self.hparams.gradient_clip_val,
-                gradient_clip_algorithm=self.hparams.gradient_clip_algorithm,
-            )
-        optimizer.step()
-        self._step_manual_schedulers("step")
-
-    def manual_epoch_end(self) -> None:
-        """Step ``interval: epoch`` schedulers under manual optimization."""
-        self._step_manual_schedulers("epoch")
-
-    def _step_manual_schedulers(self, interval: str) -> None:
-        schedule = self.hparams.scheduler
-        if not schedule or not schedule.get("scheduler") or schedule.get("interval", "epoch") != interval:
-            return
-        count = self.global_step if interval == "step" else self.current_epoch + 1
-        if count % schedule.get("frequency", 1):
-            return
-        scheduler = self.lr_schedulers()
-        if isinstance(scheduler, ReduceLROnPlateau):
-            monitor = schedule.get("monitor", "val/loss")
-            if monitor not in self.trainer.callback_metrics:
-                return  # no validation yet
-            scheduler.step(self.trainer.callback_metrics[monitor])
-        else:
-            scheduler.step()
-
-
-def _build(where: str, spec: Dict[str, Any], argument: Any) -> Any:
-    """Instantiate a ``_partial_`` spec and call it on ``argument``; a bad value is one line naming its key.
-
-    Values checked before the call: torch takes ``lr='abc'`` and fails later with a message that
-    names no key (``'<=' not supported ...``), and ``StepLR(gamma='half')`` only at its first step.
-    """
-    _check_numbers(where, spec)
-    try:
-        return instantiate(spec)(argument)
-    except (ValueError, TypeError) as exc:  # torch's own range checks, e.g. a negative lr
-        raise UserError(f"{where}: {exc} (in {spec['_target_']}); fix it with {where}.<key>=...") from exc
-
-
-def _check_numbers(where: str, spec: Dict[str, Any]) -> None:
-    """A key whose value is not a number where the target's default is one is a :class:`ConfigError`."""
-    try:
-        parameters = inspect.signature(get_object(spec["_target_"])).parameters
-    except Exception:  # noqa: BLE001 - no signature to compare with: torch's own checks remain
-        return
-    for key, value in spec.items():
-        default = parameters[key].default if key in parameters else None
-        numeric_default = isinstance(default, numbers.Number) and not isinstance(default, bool)
-        if numeric_default and (not isinstance(value, numbers.Number) or isinstance(value, bool)):
-            raise ConfigError(f"{where}.{key}", value, f"must be a number (the default of {spec['_target_']} is {default})")
