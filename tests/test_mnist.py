@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from rnnexp.data.idx import FILES
-from rnnexp.data.mnist import MNISTDataModule, pixel_permutation
+from rnnexp.data.mnist import MNISTDataModule, pixel_permutation, shifted
 from rnnexp.errors import ConfigError, DataError
 from rnnexp.train import run
 from tests.conftest import SHARED_DATA, compose_config, run_cli
@@ -112,6 +112,51 @@ def test_bad_config_values_name_the_key(folder):
         MNISTDataModule(str(folder), mode="row", permute=True)
     with pytest.raises(ConfigError, match="mode"):
         MNISTDataModule(str(folder), mode="column")
+
+
+def test_shifted_moves_each_image_by_its_offsets_and_blanks_the_border():
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 256, size=(3, 28 * 28), dtype=np.uint8)  # no zero pixels
+    offsets = np.array([[2, -1], [0, 0], [-3, 2]])
+    moved = shifted(images, offsets, 3).reshape(3, 28, 28)
+    for image, (dr, dc), out in zip(images.reshape(3, 28, 28), offsets, moved):
+        expected = np.zeros((28, 28), dtype=np.uint8)  # out[r, c] = image[r - dr, c - dc]
+        for r in range(28):
+            for c in range(28):
+                if 0 <= r - dr < 28 and 0 <= c - dc < 28:
+                    expected[r, c] = image[r - dr, c - dc]
+        assert np.array_equal(out, expected)
+    assert (moved[0, :2] == 0).all() and (moved[0, :, -1] == 0).all() and (moved[0, 2:, :-1] > 0).all()
+
+
+def test_shift_moves_training_images_only_reproducibly_and_anew_each_epoch(folder):
+    plain, moved = datamodule(folder, batch_size=8), datamodule(folder, batch_size=8, shift=2)
+    for split in ("val_set", "test_set"):  # evaluation reads the images as they are
+        assert torch.equal(getattr(plain, split).tensors()[0], getattr(moved, split).tensors()[0])
+    index = list(range(8))
+    a, b = moved.train_set[index]["inputs"], datamodule(folder, batch_size=8, shift=2).train_set[index]["inputs"]
+    assert torch.equal(a, b)  # the same batch, the same moves (a resumed run, a worker process)
+    assert not torch.equal(a, plain.train_set[index]["inputs"])
+    assert not torch.equal(a, moved.train_set[index[::-1]]["inputs"].flip(0))  # another batch, other moves
+    assert not torch.equal(a, datamodule(folder, batch_size=8, shift=2, shift_seed=1).train_set[index]["inputs"])
+    # Each moved image is its original under some offset within the bound.
+    originals = plain.train_set.images[index]
+    for original, image in zip(originals, shifted_back(a, moved)):
+        assert any(np.array_equal(shifted(original[None], np.array([[dr, dc]]), 2)[0], image)
+                   for dr in range(-2, 3) for dc in range(-2, 3))
+
+
+def shifted_back(inputs: torch.Tensor, dm: MNISTDataModule) -> np.ndarray:
+    """Normalised inputs back to uint8 pixels."""
+    return np.rint(inputs.reshape(len(inputs), -1).numpy() * dm.std + dm.mean).astype(np.uint8)
+
+
+def test_shift_values_are_checked(folder):
+    for bad in (-1, 28, 1.5, True):
+        with pytest.raises(ConfigError, match="shift"):
+            MNISTDataModule(str(folder), shift=bad)
+    with pytest.raises(ConfigError, match="shift=0"):
+        MNISTDataModule(str(folder), mode="pixel", permute=True, shift=2)
 
 
 def copy_of(folder: Path, tmp_path: Path) -> Path:

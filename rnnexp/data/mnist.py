@@ -9,7 +9,10 @@ by index and normalised on the fly, which is faster than a per-sample ``Dataset`
 - normalisation: the mean and std of the remaining training images (one scalar each);
 - ``permute=true``: one fixed permutation of the 784 pixels from ``permutation_seed``,
   the same for train, validation and test; the seed is saved in the run's ``config.yaml``,
-  so :func:`pixel_permutation` gives it back.
+  so :func:`pixel_permutation` gives it back;
+- ``shift=k``: training images moved by up to k pixels up/down and left/right (the usual
+  translation augmentation, as torchvision's ``RandomAffine(translate=...)``); validation and
+  test images are never moved.
 """
 
 from __future__ import annotations
@@ -81,6 +84,19 @@ def load_split(folder: Path, split: str, verify_checksums: bool = True) -> Tuple
     return images, labels.astype(np.int64)
 
 
+def shifted(images: np.ndarray, offsets: np.ndarray, shift: int) -> np.ndarray:
+    """``images`` [B, 28*28] (uint8) moved by ``offsets`` [B, 2] (rows, columns; each in
+    [-shift, shift]), the uncovered border blank (0), as one gather out of a padded copy."""
+    count = len(images)
+    padded = np.zeros((count, SIDE + 2 * shift, SIDE + 2 * shift), dtype=images.dtype)
+    padded[:, shift : shift + SIDE, shift : shift + SIDE] = images.reshape(count, SIDE, SIDE)
+    # Output pixel (r, c) of an image moved down by dr and right by dc is input (r - dr, c - dc).
+    rows = shift - offsets[:, 0, None] + np.arange(SIDE)
+    cols = shift - offsets[:, 1, None] + np.arange(SIDE)
+    moved = padded[np.arange(count)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return moved.reshape(count, SIDE * SIDE)
+
+
 class SequenceImages(Dataset):
     """Whole batches by index: ``dataset[indices] -> {"inputs", "lengths", "targets"}``.
 
@@ -88,19 +104,30 @@ class SequenceImages(Dataset):
     single gather instead of B ``__getitem__`` calls and a collate. The gather and the
     normalisation run in numpy, single-threaded: torch's two-thread kernels on these
     small arrays wait on each other when the cores are shared, 50x slower at worst.
+
+    ``shift > 0`` moves each image of a batch by random offsets (:func:`shifted`). The offsets
+    are drawn from a generator seeded by ``shift_seed`` and the batch's indices: no state to
+    save or to send to worker processes, the same batch gets the same offsets in a resumed
+    run, and a sample gets new ones each epoch (its batch is a different draw of the order).
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, steps: int, mean: float, std: float) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, steps: int, mean: float, std: float,
+                 shift: int = 0, shift_seed: int = 0) -> None:
         self.images = np.ascontiguousarray(images.reshape(len(images), SIDE * SIDE))  # uint8, permuted if asked
         self.labels = np.ascontiguousarray(labels)
         self.steps, self.mean, self.std = steps, mean, std
+        self.shift, self.shift_seed = shift, shift_seed
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, indices) -> Dict[str, Tensor]:
         index = np.asarray(indices, dtype=np.int64)
-        inputs = np.take(self.images, index, axis=0).astype(np.float32)
+        images = np.take(self.images, index, axis=0)
+        if self.shift:
+            rng = np.random.default_rng([self.shift_seed, *index.tolist()])
+            images = shifted(images, rng.integers(-self.shift, self.shift + 1, size=(len(index), 2)), self.shift)
+        inputs = images.astype(np.float32)
         inputs -= self.mean
         inputs /= self.std
         return {
@@ -134,6 +161,8 @@ class MNISTDataModule(pl.LightningDataModule):
         mirrors: Sequence[str] = MIRRORS,
         download_timeout: float = 10.0,
         num_workers: int = 0,
+        shift: int = 0,
+        shift_seed: int = 0,
     ) -> None:
         super().__init__()
         check_choice("mode", mode, MODES)
@@ -146,6 +175,10 @@ class MNISTDataModule(pl.LightningDataModule):
             raise ConfigError("num_workers", num_workers, "must be an integer >= 0")
         if permute and mode != "pixel":
             raise ConfigError("permute", permute, "permuted MNIST reads pixels: set data.mode=pixel")
+        if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift < SIDE:
+            raise ConfigError("shift", shift, f"must be an integer in [0, {SIDE}): pixels an image may move (0: off)")
+        if shift and permute:
+            raise ConfigError("shift", shift, "moves the image, which a permuted sequence no longer is: set data.shift=0")
         if not download_timeout or download_timeout <= 0:
             raise ConfigError("download_timeout", download_timeout, "must be a number of seconds > 0")
         self.data_dir = Path(data_dir)
@@ -156,6 +189,7 @@ class MNISTDataModule(pl.LightningDataModule):
         self.normalize, self.verify_checksums = normalize, verify_checksums
         self.download, self.mirrors, self.download_timeout = download, list(mirrors), float(download_timeout)
         self.num_workers = num_workers
+        self.shift, self.shift_seed = shift, shift_seed
         self.steps = SIDE if mode == "row" else SIDE * SIDE
         self.permutation: Optional[Tensor] = pixel_permutation(permutation_seed) if permute else None
         self.train_set: Optional[SequenceImages] = None
@@ -190,13 +224,13 @@ class MNISTDataModule(pl.LightningDataModule):
             if self.std == 0.0:
                 self.std = 1.0  # a blank training set (only in hand-made files): nothing to scale
 
-        def make(images: np.ndarray, labels: np.ndarray) -> SequenceImages:
+        def make(images: np.ndarray, labels: np.ndarray, shift: int = 0) -> SequenceImages:
             flat = images.reshape(len(images), SIDE * SIDE)
             if self.permutation is not None:
                 flat = np.take(flat, self.permutation.numpy(), axis=1)
-            return SequenceImages(flat, labels, self.steps, self.mean, self.std)
+            return SequenceImages(flat, labels, self.steps, self.mean, self.std, shift, self.shift_seed)
 
-        self.train_set = make(train_part, train_labels[train_index])
+        self.train_set = make(train_part, train_labels[train_index], self.shift)
         self.val_set = make(np.take(train_images, val_index, axis=0), train_labels[val_index])
         self.test_set = make(test_images, test_labels)
 
