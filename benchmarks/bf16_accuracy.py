@@ -36,7 +36,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.mnist_common import DEFAULT_DATA, preset_config  # noqa: E402
-from rnnexp.models.nets.backbone import detach_state  # noqa: E402
+from rnnexp.models.nets.layer_state import detach_state  # noqa: E402
 from rnnexp.train import build  # noqa: E402
 
 METRIC = {"cs20_tweets": "val/bpc", "tweets_lstm_large": "val/bpc", "mnist_row_lstm": "val/acc"}

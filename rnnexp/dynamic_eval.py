@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnexp.errors import ConfigError
-from rnnexp.models.nets.backbone import detach_state
+from rnnexp.models.nets.layer_state import detach_state
 from rnnexp.models.nets.losses import sequence_loss_sum
 
 METHODS = ("sgd", "rms")

@@ -1,7 +1,6 @@
 """Gradient through time: the unrolled diagnostic path, vanishing gradients in a tanh RNN and
 not (nearly as much) in an LSTM, and the callback's figure in the run directory and the loggers."""
 
-import json
 
 import pandas as pd
 import pytest

@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
 from hydra.utils import instantiate
 

@@ -12,7 +12,6 @@ costs a pass over all gradients, so it happens only on steps the loggers write
 from __future__ import annotations
 
 import pytorch_lightning as pl
-import torch
 from torch.nn.utils import get_total_norm
 
 from rnnexp.errors import ConfigError

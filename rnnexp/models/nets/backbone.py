@@ -27,15 +27,14 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from rnnexp.errors import ConfigError, check_choice, check_fraction, check_positive_int
 from rnnexp.models.nets.autocast_rnn import call_block
 from rnnexp.models.nets.cells import cell_kind
+from rnnexp.models.nets.layer_state import LayerState, join_layers, split_layers, to_dtype
 from rnnexp.models.nets.unrolled import LayerTap, one_direction_template, run_unrolled
+from rnnexp.models.nets.variational_dropout import VariationalMasks
 from rnnexp.models.nets.weight_drop import check_applies, dropped_weights
 
 # Recurrent-weight initialisations: torch's uniform default, orthogonal (Saxe et al. 2014),
 # identity with zero biases (IRNN: Le, Jaitly and Hinton 2015). Per gate block for LSTM/GRU.
 INITS = ("default", "orthogonal", "identity")
-
-# One layer's state as torch's one-layer module returns it: h of [D, B, H], or (h, c) for LSTM.
-LayerState = Union[Tensor, Tuple[Tensor, Tensor]]
 
 
 class RecurrentBackbone(nn.Module):
@@ -179,7 +178,7 @@ class RecurrentBackbone(nn.Module):
         if state is not None and len(state) != self.num_layers:
             raise ValueError(f"state has {len(state)} layers, the backbone has {self.num_layers}")
 
-        masks = _VariationalMasks(batch, self.training) if self.variational else None
+        masks = VariationalMasks(batch, self.training) if self.variational else None
         if masks is not None:
             x = masks.apply(x, "input", self.input_dropout.p)
         else:
@@ -202,10 +201,10 @@ class RecurrentBackbone(nn.Module):
             if index > 0:
                 data = self._drop_between(data, masks, index - 1)
             if self._taps is None:
-                hx = None if state is None else _join_layers(state[first : first + run])
+                hx = None if state is None else join_layers(state[first : first + run])
                 params = dropped_weights(block, self.weight_drop, self.training)
                 data, hn = call_block(block, data, hx, self.kind.autocast_covers, params)
-                final.extend(_split_layers(_to_dtype(hn, x.dtype), run, self.num_directions))
+                final.extend(split_layers(to_dtype(hn, x.dtype), run, self.num_directions))
             else:
                 data = self._run_unrolled(index, block, run, data, lengths, state, first, final)
             first += run
@@ -216,7 +215,7 @@ class RecurrentBackbone(nn.Module):
             return masks.apply(data, len(self.blocks) - 1, self.dropout.p), final, data
         return self.dropout(data), final, data
 
-    def _drop_between(self, data, masks: Optional["_VariationalMasks"], layer: int):
+    def _drop_between(self, data, masks: Optional["VariationalMasks"], layer: int):
         if masks is None:
             return _apply(self.dropout, data)
         return masks.apply(data, layer, self.dropout.p)
@@ -247,7 +246,7 @@ class RecurrentBackbone(nn.Module):
                 self._templates[key], block, k, self.num_directions, data, lengths, hx, self.kind.state_parts,
                 self.kind.autocast_covers,
             )
-            final.append(_to_dtype(hn, dtype))
+            final.append(to_dtype(hn, dtype))
             self._taps.append(tap)
         return data
 
@@ -258,33 +257,6 @@ class RecurrentBackbone(nn.Module):
         if parts > 1:
             return [tuple(tensors[i : i + parts]) for i in range(0, len(tensors), parts)]
         return tensors
-
-
-class _VariationalMasks:
-    """One dropout mask per sequence and tensor, reused at every step; drawn on first use."""
-
-    def __init__(self, batch: int, training: bool) -> None:
-        self.batch, self.training = batch, training
-        self.masks: Dict[Union[str, int], Tensor] = {}
-
-    def apply(self, data, key: Union[str, int], p: float):
-        if not self.training or p == 0:
-            return data
-        values = data.data if isinstance(data, PackedSequence) else data
-        if key not in self.masks:
-            keep = values.new_full((self.batch, values.shape[-1]), 1.0 - p)
-            self.masks[key] = torch.bernoulli(keep) / (1.0 - p)
-        mask = self.masks[key]
-        if isinstance(data, PackedSequence):
-            return data._replace(data=values * mask[_packed_rows(data).to(mask.device)])
-        return values * mask[:, None, :]
-
-
-def _packed_rows(packed: PackedSequence) -> Tensor:
-    """The batch row (in the caller's order) of every row of ``packed.data``."""
-    sizes = packed.batch_sizes.tolist()
-    order = packed.sorted_indices if packed.sorted_indices is not None else torch.arange(sizes[0])
-    return torch.cat([order[:n].cpu() for n in sizes])
 
 
 def _check_lengths(lengths: Tensor, batch: int, steps: int) -> Tensor:
@@ -301,32 +273,3 @@ def _apply(module: nn.Module, data: Union[Tensor, PackedSequence]) -> Union[Tens
     if isinstance(data, PackedSequence):
         return data._replace(data=module(data.data))
     return module(data)
-
-
-def _join_layers(states: Sequence[LayerState]) -> LayerState:
-    """Per-layer states -> the [layers*D, B, H] layout of one multi-layer module."""
-    if isinstance(states[0], tuple):
-        return (torch.cat([s[0] for s in states]), torch.cat([s[1] for s in states]))
-    return torch.cat(list(states))
-
-
-def _to_dtype(state: LayerState, dtype: torch.dtype) -> LayerState:
-    """The final state in the inputs' dtype (fp32 under bf16 autocast): the carried state keeps
-    one dtype whatever the precision, and the next window casts it again where it runs in bf16."""
-    if isinstance(state, tuple):
-        return tuple(t.to(dtype) for t in state)
-    return state.to(dtype)
-
-
-def _split_layers(hn: LayerState, layers: int, directions: int) -> List[LayerState]:
-    if isinstance(hn, tuple):
-        hs, cs = hn[0].split(directions), hn[1].split(directions)
-        return [(hs[i], cs[i]) for i in range(layers)]
-    return list(hn.split(directions))
-
-
-def detach_state(state: Optional[Sequence[LayerState]]) -> Optional[List[LayerState]]:
-    """Cut the graph between batches (truncated BPTT) while keeping the values."""
-    if state is None:
-        return None
-    return [tuple(t.detach() for t in s) if isinstance(s, tuple) else s.detach() for s in state]

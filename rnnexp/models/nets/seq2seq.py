@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from rnnexp.errors import ConfigError, check_choice
 from rnnexp.models.nets.attention import ATTENTIONS, Attention, source_mask
-from rnnexp.models.nets.backbone import LayerState, RecurrentBackbone
+from rnnexp.models.nets.backbone import RecurrentBackbone
+from rnnexp.models.nets.layer_state import LayerState
 from rnnexp.models.nets.beam import beam_search, greedy_search
 from rnnexp.models.nets.encoders import InputEncoder
 

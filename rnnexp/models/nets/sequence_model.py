@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from rnnexp.errors import ConfigError
 from rnnexp.models.nets.activation_penalty import activation_penalties
-from rnnexp.models.nets.backbone import LayerState, RecurrentBackbone
+from rnnexp.models.nets.backbone import RecurrentBackbone
+from rnnexp.models.nets.layer_state import LayerState
 from rnnexp.models.nets.encoders import InputEncoder
 from rnnexp.models.nets.heads import ManyToManyHead, ManyToOneHead
 

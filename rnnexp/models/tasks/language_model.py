@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from rnnexp.errors import ConfigError
-from rnnexp.models.nets.backbone import detach_state
+from rnnexp.models.nets.layer_state import detach_state
 from rnnexp.models.tasks.tagger import SequenceTagger
 
 # Written into every checkpoint so rnnexp.generate can tell a language model from other models.

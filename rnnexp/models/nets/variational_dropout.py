@@ -1,0 +1,39 @@
+"""Variational dropout (Gal and Ghahramani 2016): one mask per sequence and tensor, reused at
+every step, on padded batches and on ``PackedSequence`` data alike. Used between the layers of
+:class:`rnnexp.models.nets.backbone.RecurrentBackbone`, which runs each layer as its own
+module for it (the dropout inside torch's fused multi-layer modules draws a new mask per step)."""
+
+from __future__ import annotations
+
+from typing import Dict, Union
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
+
+
+class VariationalMasks:
+    """One dropout mask per sequence and tensor, reused at every step; drawn on first use."""
+
+    def __init__(self, batch: int, training: bool) -> None:
+        self.batch, self.training = batch, training
+        self.masks: Dict[Union[str, int], Tensor] = {}
+
+    def apply(self, data, key: Union[str, int], p: float):
+        if not self.training or p == 0:
+            return data
+        values = data.data if isinstance(data, PackedSequence) else data
+        if key not in self.masks:
+            keep = values.new_full((self.batch, values.shape[-1]), 1.0 - p)
+            self.masks[key] = torch.bernoulli(keep) / (1.0 - p)
+        mask = self.masks[key]
+        if isinstance(data, PackedSequence):
+            return data._replace(data=values * mask[_packed_rows(data).to(mask.device)])
+        return values * mask[:, None, :]
+
+
+def _packed_rows(packed: PackedSequence) -> Tensor:
+    """The batch row (in the caller's order) of every row of ``packed.data``."""
+    sizes = packed.batch_sizes.tolist()
+    order = packed.sorted_indices if packed.sorted_indices is not None else torch.arange(sizes[0])
+    return torch.cat([order[:n].cpu() for n in sizes])
