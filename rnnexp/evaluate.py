@@ -33,6 +33,7 @@ from rnnexp.data.tweets import StreamWindows
 from rnnexp.dynamic_eval import DECAY_SCALES, METHODS, check_update, dynamic_score, mean_squared_gradients, run_stream
 from rnnexp.errors import ConfigError, UserError, check_choice, check_positive_int
 from rnnexp.generate import load_language_model
+from rnnexp.allocator import set_allocator
 from rnnexp.threads import set_threads
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class EvaluateConfig:
     decay_grid: Optional[List[float]] = None  # tune (rms): null is DECAY_GRID
     device: str = "auto"  # auto: cuda when there is one, else cpu
     threads: Any = 1
+    allocator: str = "cached"  # cached | system: rnnexp.allocator
 
 
 def parse(argv: Sequence[str]):
@@ -154,6 +156,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         for value in decay_grid:
             check_update(cfg.method, lr, value, cfg.eps)
     set_threads(cfg.threads)
+    set_allocator(cfg.allocator)
     device = pick_device(cfg.device)
 
     model = load_language_model(cfg.ckpt_path)

@@ -26,6 +26,7 @@ from rnnexp.errors import ConfigError, UserError
 from rnnexp.loggers import finish_wandb
 from rnnexp.precision import resolve_precision
 from rnnexp.run_log import HeldRunLog, record_resume
+from rnnexp.allocator import set_allocator
 from rnnexp.threads import set_threads
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ def _run(cfg: DictConfig, held: HeldRunLog) -> Optional[float]:
     quiet_lightning()
     _refuse_ddp_in_multirun(cfg)
     set_threads(cfg.get("threads", "auto"))
+    set_allocator(cfg.get("allocator", "cached"))
     output_dir = Path(cfg.paths.output_dir)
     if rank_zero_only.rank == 0:
         log.info("Run directory: %s (%d torch threads)", output_dir, torch.get_num_threads())

@@ -114,6 +114,7 @@ CASES = [
     Case("float features, one-hot encoder", lambda t: _mnist(t) + ["model.encoder=onehot"],
          "model.encoder='onehot' is invalid: the data feeds float features (28 per step), which onehot cannot read"),
     Case("zero threads", lambda t: ["threads=0"], "threads=0 is invalid: must be auto or an integer >= 1"),
+    Case("unknown allocator", lambda t: ["allocator=jemalloc"], "allocator='jemalloc' is invalid: choose one of cached, system"),
     Case("unwritable output directory", lambda t: [f"paths.log_dir={_file(t, 'a_file', b'x')}/outputs"],
          "Not a directory; choose a writable folder with paths.log_dir="),
     Case("run directory under a file", lambda t: [f"hydra.run.dir={_file(t, 'a_file', b'x')}/run"],
