@@ -29,7 +29,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from rnnexp.cli import run_app
-from rnnexp.data.tweets import StreamWindows
+from rnnexp.data.stream_windows import StreamWindows
 from rnnexp.dynamic_eval import DECAY_SCALES, METHODS, check_update, dynamic_score, mean_squared_gradients, run_stream
 from rnnexp.errors import ConfigError, UserError, check_choice, check_positive_int
 from rnnexp.generate import load_language_model

@@ -15,7 +15,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from rnnexp.data.tweets import StreamWindows, TweetsDataModule
+from rnnexp.data.stream_windows import StreamWindows
+from rnnexp.data.tweets import TweetsDataModule
 from rnnexp.dynamic_eval import Updater, dynamic_score, mean_squared_gradients, run_stream
 from rnnexp.errors import UserError
 from rnnexp.models.tasks.language_model import LanguageModel

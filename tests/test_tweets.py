@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from rnnexp.data.samplers import BucketBatches
-from rnnexp.data.tweets import StreamWindows, TweetsDataModule, read_documents
+from rnnexp.data.stream_windows import StreamWindows
+from rnnexp.data.tweets import TweetsDataModule, read_documents
 from rnnexp.data.vocab import UNK, Vocab
 from rnnexp.errors import ConfigError, DataError, UserError
 from rnnexp.models.tasks.language_model import LanguageModel
