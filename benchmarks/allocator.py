@@ -32,10 +32,12 @@ def one_run(preset: str, allocator: str, steps: int, data_dir: Path, out: Path):
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     env.update(PYTHONPATH=str(ROOT), WANDB_MODE="offline", RNNEXP_DATA_DIR=str(data_dir), RNNEXP_LOG_DIR=str(out))
     command = [sys.executable, str(ROOT / "train.py"), f"experiment={preset}", f"allocator={allocator}", "threads=1",
-               f"++trainer.max_steps={steps}", "++trainer.limit_val_batches=0", "test=false", "optimized_metric=train/loss", "logger=csv",
+               f"++trainer.max_steps={steps}", "++trainer.limit_val_batches=0", "test=false", "optimized_metric=train/loss", "logger=none",
                "++trainer.max_time=null", "trainer.enable_progress_bar=false"]
     before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:  # the run's own one-line error, not a bare CalledProcessError
+        sys.exit(f"{preset} allocator={allocator}: {(done.stderr.strip().splitlines() or ['failed'])[-1]}")
     wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
     return after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, wall
 

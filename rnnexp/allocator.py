@@ -8,7 +8,8 @@ x 128 rows, 41 MB for a tweets window of 64 x 100 x 1600), so each step maps the
 the kernel zeroes every page on first touch: 45% of a pixel-MNIST run's CPU time and 13% of
 ``tweets_awd``'s was system time. ``cached`` raises both thresholds with ``mallopt`` (the
 blocks stay in the heap and are reused, as CUDA's caching allocator keeps GPU memory), which
-cut the system time of a pixel-MNIST step by ~90% (``benchmarks/allocator.py``). The price is
+cut the system time of 20 pixel-MNIST training steps by 85% and their CPU time to 0.63x
+(``benchmarks/allocator.py``, docs/recipes.md). The price is
 that the process keeps its peak heap size until it exits. ``system`` leaves glibc's defaults.
 
 Other C libraries (macOS, musl) have no ``mallopt``: there ``cached`` does nothing. For the

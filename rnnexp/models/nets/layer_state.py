@@ -32,6 +32,7 @@ def to_dtype(state: LayerState, dtype: torch.dtype) -> LayerState:
 
 
 def split_layers(hn: LayerState, layers: int, directions: int) -> List[LayerState]:
+    """The [layers*D, B, H] state of one multi-layer module -> one entry per layer."""
     if isinstance(hn, tuple):
         hs, cs = hn[0].split(directions), hn[1].split(directions)
         return [(hs[i], cs[i]) for i in range(layers)]
