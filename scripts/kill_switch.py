@@ -4,7 +4,10 @@ Added to a run with ``+callbacks.kill_switch._target_=scripts.kill_switch.KillSw
 +callbacks.kill_switch.at=<event>:<n>``: the process kills itself with SIGKILL (no handler,
 no cleanup, exactly as the OOM killer or a pre-empting scheduler would) at the n-th ``event``
 it sees. A kill from inside lands on the moment asked for, which a timer outside cannot:
-a checkpoint write lasts milliseconds. Events:
+a checkpoint write lasts milliseconds, and a toy sweep's trial less than a second. The count
+is the process's, not the Trainer's: in a sweep, whose trials run one after another in one
+process with a new callback each, ``epoch_start:8`` is the second epoch of the third trial
+when trials last 3 epochs. Events:
 
 - ``train_batch_start``, ``train_batch_end``: before a training step / after it (before the
   step's checkpoint is written, since Lightning runs checkpoint callbacks last);
@@ -20,11 +23,13 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 
 import pytorch_lightning as pl
 
 EVENTS = ("train_batch_start", "train_batch_end", "val_batch", "test_batch", "epoch_start", "epoch_end", "save",
           "write")
+SEEN = Counter()  # events this process has seen, over every KillSwitch it made
 
 
 def die() -> None:
@@ -37,12 +42,11 @@ class KillSwitch(pl.Callback):
         if event not in EVENTS or not count.isdigit() or int(count) < 1:
             raise ValueError(f"at={at!r}: expected <event>:<n> with n >= 1 and event one of {', '.join(EVENTS)}")
         self.event, self.count = event, int(count)
-        self.seen = 0
 
     def _tick(self, event: str) -> None:
         if event == self.event:
-            self.seen += 1
-            if self.seen == self.count:
+            SEEN[event] += 1
+            if SEEN[event] == self.count:
                 die()
 
     def setup(self, trainer, pl_module, stage: str) -> None:

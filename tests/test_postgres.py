@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from optuna.trial import TrialState
 
 from tests.conftest import ROOT, run_cli
 from tests.services import postgres_url, unique
-from tests.test_sweeps import FAST, _finished_trials_ok, wait_for
+from tests.test_sweeps import FAST, _finished_trials_ok
 
 
 def _worker(tmp_path: Path, url: str, study: str, name: str, seed: int, *extra: str) -> subprocess.Popen:
@@ -45,29 +44,19 @@ def test_two_workers_share_a_postgres_study_and_a_third_finishes_after_one_is_ki
     url, study_name = postgres_url(), unique("test-shared")
     # Heartbeats every second: the killed worker's trial is stale 2 s after its last beat.
     beats = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
-    # Worker a trains full epochs, so that its trials last long enough to be killed in the middle.
-    a = _worker(tmp_path, url, study_name, "a", 1, "hydra.sweeper.n_trials=4", *beats, "trainer.limit_train_batches=1.0")
+    # Worker a kills itself (SIGKILL) at the start of its first trial's second epoch, after the trial
+    # reported its first: a kill from outside raced with the trial ending (scripts/kill_switch.py).
+    kill = ["+callbacks.kill_switch._target_=scripts.kill_switch.KillSwitch", "+callbacks.kill_switch.at=epoch_start:2"]
+    a = _worker(tmp_path, url, study_name, "a", 1, "hydra.sweeper.n_trials=4", *beats, *kill)
     b = _worker(tmp_path, url, study_name, "b", 2, "hydra.sweeper.n_trials=4", *beats)
-
-    def a_mid_trial():  # a trial of worker a has reported its first epoch
-        assert a.poll() is None, a.stderr.read()[-3000:]
-        try:
-            trials = optuna.load_study(study_name=study_name, storage=url).trials
-        except KeyError:  # not created yet
-            return None
-        mine = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
-                and (tmp_path / "a" / str(t.number)).exists()]
-        return mine[0] if mine else None
-
-    wait_for(a_mid_trial, what="worker a to train a trial")
-    a.send_signal(signal.SIGKILL)
-    a.wait(timeout=30)
+    _, err = a.communicate(timeout=300)
+    assert a.returncode == -9, err[-3000:]
     _, err = b.communicate(timeout=300)
     assert b.returncode == 0, err[-3000:]
     study = optuna.load_study(study_name=study_name, storage=url)
     killed = [t for t in study.trials if (tmp_path / "a" / str(t.number)).exists()
               and not (tmp_path / "a" / str(t.number) / "metrics.json").exists()]
-    assert len(killed) == 1
+    assert len(killed) == 1 and len(killed[0].intermediate_values) == 1, killed
 
     # A third process finishes the study: the killed trial is failed, not lost, and replaced.
     third = run_cli("-m", "hparams_search=toy_optuna", *FAST, "trainer.max_epochs=3", "hydra.sweeper.n_trials=4",

@@ -356,25 +356,17 @@ def test_a_sweep_killed_mid_trial_finishes_when_the_same_command_runs_again(tmp_
     command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=toy_optuna", *FAST,
                "trainer.max_epochs=3", "trainer.limit_train_batches=1.0", "hydra.sweeper.n_trials=6",
                f"hydra.sweep.dir={sweep}"]
-    first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The first run kills itself (SIGKILL) at the start of the third trial's second epoch, after
+    # that trial reported its first: global epoch starts 3 + 3 + 2 (no pruning before trial 5). A kill
+    # from outside raced with trials that last a second (CI saw the trial end before the signal).
+    kill = ["+callbacks.kill_switch._target_=scripts.kill_switch.KillSwitch", "+callbacks.kill_switch.at=epoch_start:8"]
+    first = subprocess.Popen([*command, *kill], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == -9, err[-3000:]
     url = f"sqlite:///{sweep / 'optuna.db'}"
-
-    def third_trial_mid_training():  # two trials done, the third past its first of three epochs
-        assert first.poll() is None, first.stderr.read()[-3000:]
-        if not (sweep / "optuna.db").exists():
-            return None
-        try:
-            trials = _study(url).trials
-        except Exception:  # noqa: BLE001 - the study is still being created
-            return None
-        running = [t for t in trials if t.number == 2 and t.state == TrialState.RUNNING and t.intermediate_values]
-        return running[0] if running else None
-
-    wait_for(third_trial_mid_training, what="the third trial to train")
-    first.kill()
-    first.wait(timeout=30)
-    assert first.returncode == -9
     (killed,) = [t for t in _study(url).trials if t.state == TrialState.RUNNING]
+    assert killed.number == 2 and len(killed.intermediate_values) == 1, killed.intermediate_values
 
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
