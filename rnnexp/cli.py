@@ -17,6 +17,7 @@ import sysconfig
 import traceback
 from typing import Callable, Optional
 
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import (
     ConfigCompositionException,
     HydraException,
@@ -24,6 +25,7 @@ from hydra.errors import (
     MissingConfigException,
     OverrideParseException,
 )
+from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
 from rnnexp.errors import ConfigError, UserError
@@ -116,10 +118,29 @@ def describe(exc: BaseException) -> Optional[str]:
     return None
 
 
+def _single_run(job: JobReturn) -> bool:
+    return job.hydra_cfg is not None and job.hydra_cfg.hydra.mode == RunMode.RUN
+
+
+def _return_value(job: JobReturn):
+    """Hydra's ``JobReturn.return_value``, without the line Hydra writes before re-raising a job's
+    error ("Error executing job with overrides: [...]") when the job was a single run: there the
+    overrides are what the user just typed, and our one line says what failed. A multirun keeps
+    it: it names the failing job."""
+    if job.status == JobStatus.COMPLETED or not _single_run(job):
+        return _HYDRA_RETURN_VALUE.fget(job)
+    raise job._return_value
+
+
+_HYDRA_RETURN_VALUE = JobReturn.return_value
+
+
 def run_app(hydra_main: Callable[[], object]) -> None:
     """Call a ``@hydra.main`` function, turning user errors into ``error: ...`` and exit code 2."""
     before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    if before != "1":
+        JobReturn.return_value = property(_return_value, _HYDRA_RETURN_VALUE.fset)
     try:
         hydra_main()
     except Exception as exc:  # noqa: BLE001 - everything is re-raised unless it is the user's input
@@ -129,6 +150,7 @@ def run_app(hydra_main: Callable[[], object]) -> None:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     finally:
+        JobReturn.return_value = _HYDRA_RETURN_VALUE
         # Leave the environment as found: a second app in the same process must not
         # mistake our setting for the user's request for tracebacks.
         if before is None:

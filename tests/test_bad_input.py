@@ -192,6 +192,8 @@ def test_bad_input_ends_in_one_line_exit_2_and_touches_no_earlier_run(tmp_path, 
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error: ")]
     assert errors == [lines[-1]], result.stderr[-3000:]  # exactly one, and it is the last word
+    if "-m" not in args:  # Hydra's "Error executing job with overrides" only names a multirun's job
+        assert not [line for line in lines if line.startswith("Error executing job")], result.stderr[-3000:]
     assert case.message in errors[0], errors[0]
     for run, files in before.items():
         # Not a byte changed or added, also by a refused resume: no .hydra/resumed_*/, no train.log lines.
