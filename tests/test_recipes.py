@@ -16,6 +16,7 @@ from rnnexp.data import ToyWordsDataModule
 from rnnexp.errors import ConfigError
 from rnnexp.models import RecurrentBackbone, SequenceClassifier
 from rnnexp.models.nets.scripted_rnn import ScriptedRNN
+from rnnexp.models.nets.variational_dropout import VariationalMasks
 from rnnexp.schedules import exponential_decay
 from tests.conftest import compose_config, lr_trace
 from tests.test_backbone import noisy_padding
@@ -341,6 +342,21 @@ def test_variational_dropout_reuses_one_mask_per_sequence_at_every_step(packed):
     assert not torch.equal(out[0] == 0, out[2] == 0)  # masks differ between sequences
     eval_out, _ = net.eval()(x, lengths)
     assert not (eval_out == 0).all(dim=1).any()
+
+
+@pytest.mark.parametrize("lengths", [[6, 2, 5, 1, 6], [6, 6, 5, 2, 1]])  # unsorted, and sorted (no sorted_indices)
+def test_a_variational_mask_on_packed_data_is_the_padded_batch_mask_row_for_row(lengths):
+    torch.manual_seed(0)
+    masks = VariationalMasks(len(lengths), training=True)
+    padded = torch.randn(len(lengths), 6, 8)
+    sorted_ = lengths == sorted(lengths, reverse=True)
+    packed = pack_padded_sequence(padded, torch.tensor(lengths), batch_first=True, enforce_sorted=sorted_)
+    assert (packed.sorted_indices is None) == sorted_
+    on_padded = masks.apply(padded, 0, 0.5)  # draws the mask
+    on_packed, _ = pad_packed_sequence(masks.apply(packed, 0, 0.5), batch_first=True, total_length=6)
+    for row, n in enumerate(lengths):
+        assert torch.equal(on_packed[row, :n], on_padded[row, :n])
+    assert (on_padded == 0).any() and masks.apply(packed, 1, 0.0) is packed
 
 
 def test_standard_dropout_draws_a_new_mask_at_every_step():

@@ -33,7 +33,12 @@ class VariationalMasks:
 
 
 def _packed_rows(packed: PackedSequence) -> Tensor:
-    """The batch row (in the caller's order) of every row of ``packed.data``."""
-    sizes = packed.batch_sizes.tolist()
-    order = packed.sorted_indices if packed.sorted_indices is not None else torch.arange(sizes[0])
-    return torch.cat([order[:n].cpu() for n in sizes])
+    """The batch row (in the caller's order) of every row of ``packed.data``: step t holds the
+    first ``batch_sizes[t]`` sequences of the sorted batch, so row i of the data is sorted sequence
+    ``i - (rows before step t)``, mapped back through ``sorted_indices``. One gather, no loop over steps."""
+    sizes = packed.batch_sizes  # always on the CPU
+    order = packed.sorted_indices
+    device = order.device if order is not None else packed.data.device
+    starts = torch.cumsum(sizes, 0) - sizes
+    within = torch.arange(int(sizes.sum()), device=device) - torch.repeat_interleave(starts, sizes).to(device)
+    return within if order is None else order[within]
