@@ -127,9 +127,9 @@ def _return_value(job: JobReturn):
     error ("Error executing job with overrides: [...]") when the job was a single run: there the
     overrides are what the user just typed, and our one line says what failed. A multirun keeps
     it: it names the failing job."""
-    if job.status == JobStatus.COMPLETED or not _single_run(job):
-        return _HYDRA_RETURN_VALUE.fget(job)
-    raise job._return_value
+    if job.status == JobStatus.FAILED and _single_run(job):
+        raise job._return_value
+    return _HYDRA_RETURN_VALUE.fget(job)
 
 
 _HYDRA_RETURN_VALUE = JobReturn.return_value
