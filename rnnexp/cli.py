@@ -118,8 +118,7 @@ def describe(exc: BaseException) -> Optional[str]:
     return None
 
 
-def _single_run(job: JobReturn) -> bool:
-    return job.hydra_cfg is not None and job.hydra_cfg.hydra.mode == RunMode.RUN
+_HYDRA_RETURN_VALUE = JobReturn.return_value
 
 
 def _return_value(job: JobReturn):
@@ -127,12 +126,11 @@ def _return_value(job: JobReturn):
     error ("Error executing job with overrides: [...]") when the job was a single run: there the
     overrides are what the user just typed, and our one line says what failed. A multirun keeps
     it: it names the failing job."""
-    if job.status == JobStatus.FAILED and _single_run(job):
+    single_run = job.hydra_cfg is not None and job.hydra_cfg.hydra.mode == RunMode.RUN
+    if job.status == JobStatus.FAILED and single_run:
         raise job._return_value
     return _HYDRA_RETURN_VALUE.fget(job)
 
-
-_HYDRA_RETURN_VALUE = JobReturn.return_value
 
 
 def run_app(hydra_main: Callable[[], object]) -> None:

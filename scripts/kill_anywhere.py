@@ -74,7 +74,9 @@ def train(overrides: List[str], log_dir: Path, kill_at: Optional[str] = None, re
           timeout: float = 1800) -> subprocess.CompletedProcess:
     args = [sys.executable, str(ROOT / "train.py"), *overrides, f"paths.log_dir={log_dir}", "logger=csv"]
     if kill_at:
-        args += ["+callbacks.kill_switch._target_=scripts.kill_switch.KillSwitch", f"+callbacks.kill_switch.at={kill_at}"]
+        from scripts import kill_switch  # ROOT is on sys.path: tests import from it, __main__ adds it
+
+        args += kill_switch.overrides(kill_at)
     if resume:
         args.append(f"resume={resume}")
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}

@@ -24,12 +24,18 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
+from typing import List
 
 import pytorch_lightning as pl
 
 EVENTS = ("train_batch_start", "train_batch_end", "val_batch", "test_batch", "epoch_start", "epoch_end", "save",
           "write")
 SEEN = Counter()  # events this process has seen, over every KillSwitch it made
+
+
+def overrides(at: str) -> List[str]:
+    """The ``train.py`` overrides that add a KillSwitch firing at ``at`` (``<event>:<n>``)."""
+    return ["+callbacks.kill_switch._target_=scripts.kill_switch.KillSwitch", f"+callbacks.kill_switch.at={at}"]
 
 
 def die() -> None:

@@ -10,6 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from scripts import kill_switch
 from tests.conftest import ROOT, run_cli
 from tests.services import postgres_url, unique
 from tests.test_sweeps import FAST, _finished_trials_ok
@@ -46,8 +47,7 @@ def test_two_workers_share_a_postgres_study_and_a_third_finishes_after_one_is_ki
     beats = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
     # Worker a kills itself (SIGKILL) at the start of its first trial's second epoch, after the trial
     # reported its first: a kill from outside raced with the trial ending (scripts/kill_switch.py).
-    kill = ["+callbacks.kill_switch._target_=scripts.kill_switch.KillSwitch", "+callbacks.kill_switch.at=epoch_start:2"]
-    a = _worker(tmp_path, url, study_name, "a", 1, "hydra.sweeper.n_trials=4", *beats, *kill)
+    a = _worker(tmp_path, url, study_name, "a", 1, "hydra.sweeper.n_trials=4", *beats, *kill_switch.overrides("epoch_start:2"))
     b = _worker(tmp_path, url, study_name, "b", 2, "hydra.sweeper.n_trials=4", *beats)
     _, err = a.communicate(timeout=300)
     assert a.returncode == -9, err[-3000:]

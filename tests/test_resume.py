@@ -12,6 +12,7 @@ from rnnexp.callbacks.rng_state import RngStateCheckpoint
 from rnnexp.checkpoints import AtomicCheckpointIO
 from rnnexp.data.tweets import TweetsDataModule
 from rnnexp.models.tasks.language_model import LanguageModel
+from scripts import kill_switch
 from tests.conftest import run_cli
 from tests.tweets_fixtures import write_tweets
 
@@ -41,8 +42,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
 
     # SIGKILL from inside (scripts/kill_switch.py) before step 31, in the middle of the second epoch,
     # 3 steps after the save at step 28: a timer outside raced with a run of a few seconds.
-    kill = ["+callbacks.kill_switch._target_=scripts.kill_switch.KillSwitch", "+callbacks.kill_switch.at=train_batch_start:31"]
-    result = run_cli(*OVERRIDES, *kill, cwd=killed, env=ONE_THREAD)
+    result = run_cli(*OVERRIDES, *kill_switch.overrides("train_batch_start:31"), cwd=killed, env=ONE_THREAD)
     assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
     run_dir = _only_run_dir(killed)
     assert not (run_dir / "metrics.json").exists()

@@ -17,6 +17,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from optuna.trial import TrialState
 
 from hydra_plugins.rnnexp_optuna_sweeper.sweeper import RnnexpOptunaSweeper, distribution, format_value
+from scripts import kill_switch
 from tests.conftest import CONF, ROOT, compose_config, run_cli
 
 FAST = ["debug=limit", "trainer.max_epochs=2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
@@ -359,8 +360,7 @@ def test_a_sweep_killed_mid_trial_finishes_when_the_same_command_runs_again(tmp_
     # The first run kills itself (SIGKILL) at the start of the third trial's second epoch, after
     # that trial reported its first: global epoch starts 3 + 3 + 2 (no pruning before trial 5). A kill
     # from outside raced with trials that last a second (CI saw the trial end before the signal).
-    kill = ["+callbacks.kill_switch._target_=scripts.kill_switch.KillSwitch", "+callbacks.kill_switch.at=epoch_start:8"]
-    first = subprocess.Popen([*command, *kill], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    first = subprocess.Popen([*command, *kill_switch.overrides("epoch_start:8")], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True)
     _, err = first.communicate(timeout=300)
     assert first.returncode == -9, err[-3000:]

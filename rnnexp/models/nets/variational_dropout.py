@@ -5,7 +5,7 @@ module for it (the dropout inside torch's fused multi-layer modules draws a new 
 
 from __future__ import annotations
 
-from typing import Dict, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -18,6 +18,7 @@ class VariationalMasks:
     def __init__(self, batch: int, training: bool) -> None:
         self.batch, self.training = batch, training
         self.masks: Dict[Union[str, int], Tensor] = {}
+        self._rows: Optional[Tuple[Tensor, Tensor]] = None  # (batch_sizes, rows): every layer packs alike
 
     def apply(self, data, key: Union[str, int], p: float):
         if not self.training or p == 0:
@@ -28,7 +29,9 @@ class VariationalMasks:
             self.masks[key] = torch.bernoulli(keep) / (1.0 - p)
         mask = self.masks[key]
         if isinstance(data, PackedSequence):
-            return data._replace(data=values * mask[_packed_rows(data).to(mask.device)])
+            if self._rows is None or self._rows[0] is not data.batch_sizes:
+                self._rows = (data.batch_sizes, _packed_rows(data).to(mask.device))
+            return data._replace(data=values * mask[self._rows[1]])
         return values * mask[:, None, :]
 
 
