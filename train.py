@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from rnnexp.cli import run_app
+from rnnexp.runtime.cli import run_app
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

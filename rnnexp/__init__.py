@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from rnnexp.resolvers import register as _register_resolvers
+from rnnexp.runtime.resolvers import register as _register_resolvers
 
 _register_resolvers()

@@ -1,7 +1,7 @@
 """Errors caused by the user's input, as opposed to bugs.
 
 Anything raised as a :class:`UserError` reaches the user as one line naming the
-problem and the fix (see :mod:`rnnexp.cli`); everything else is a bug and keeps
+problem and the fix (see :mod:`rnnexp.runtime.cli`); everything else is a bug and keeps
 its traceback.
 """
 

@@ -8,7 +8,7 @@ checkpoint, the data from the run's saved ``config.yaml`` (the run directory hol
 ``checkpoints/``), with ``data.<key>=`` and ``paths.data_dir=`` overrides on top; the split is
 read as contiguous streams (``data.batching=stream``) whatever the run trained on. The static
 score is exactly ``Trainer.test``'s on the same split and batching; with ``dynamic=true`` a copy
-of the weights is adapted after each window (:mod:`rnnexp.dynamic_eval`). ``tune=true`` picks
+of the weights is adapted after each window (:mod:`rnnexp.models.dynamic_eval`). ``tune=true`` picks
 ``lr`` (and ``decay`` for ``rms``) from a small grid on the validation split, then scores the
 test split with them. The checkpoint is only read. Results go to
 ``<run dir>/dynamic_eval.json``.
@@ -28,13 +28,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from rnnexp.cli import run_app
+from rnnexp.runtime.cli import run_app
 from rnnexp.data.stream_windows import StreamWindows
-from rnnexp.dynamic_eval import DECAY_SCALES, METHODS, check_update, dynamic_score, mean_squared_gradients, run_stream
+from rnnexp.models.dynamic_eval import DECAY_SCALES, METHODS, check_update, dynamic_score, mean_squared_gradients, run_stream
 from rnnexp.errors import ConfigError, UserError, check_choice, check_positive_int
 from rnnexp.generate import load_language_model
-from rnnexp.allocator import set_allocator
-from rnnexp.threads import set_threads
+from rnnexp.runtime.allocator import set_allocator
+from rnnexp.runtime.threads import set_threads
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class EvaluateConfig:
     decay_grid: Optional[List[float]] = None  # tune (rms): null is DECAY_GRID
     device: str = "auto"  # auto: cuda when there is one, else cpu
     threads: Any = 1
-    allocator: str = "cached"  # cached | system: rnnexp.allocator
+    allocator: str = "cached"  # cached | system: rnnexp.runtime.allocator
 
 
 def parse(argv: Sequence[str]):

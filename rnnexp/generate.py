@@ -18,8 +18,8 @@ from typing import List, Optional, Sequence
 import torch
 from omegaconf import OmegaConf
 
-from rnnexp.checkpoints import load_checkpoint
-from rnnexp.cli import run_app
+from rnnexp.runtime.checkpoints import load_checkpoint
+from rnnexp.runtime.cli import run_app
 from rnnexp.data.vocab import Vocab
 from rnnexp.errors import ConfigError, UserError, check_positive_int
 from rnnexp.models.tasks.language_model import CHECKPOINT_KIND, LanguageModel

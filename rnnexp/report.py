@@ -6,7 +6,7 @@ Reads every run directory below the given one (a directory holding ``config.yaml
 ``metrics.json`` or ``csv/metrics.csv``). Writes ``runs.csv``, ``runs.md``, PNG plots and
 ``report.html`` (the table and the plots in one self-contained page) to ``--out``
 (default: ``<dir>/report``), and prints the table. Runs that differ only in ``seed`` form a seed
-group (:mod:`rnnexp.seed_groups`): ``runs.csv`` names each run's group, ``seed_groups.csv`` and a
+group (:mod:`rnnexp.reporting.seed_groups`): ``runs.csv`` names each run's group, ``seed_groups.csv`` and a
 "Seed groups" section of ``runs.md`` and ``report.html`` give each metric's mean and 95% interval.
 """
 
@@ -21,11 +21,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import pandas as pd
 import yaml
 
-from rnnexp.console import format_value
-from rnnexp import seed_groups
+from rnnexp.runtime.terminal import format_value
+from rnnexp.reporting import seed_groups
 from rnnexp.errors import UserError
-from rnnexp.report_html import write_html
-from rnnexp.report_plots import plot_learning_curves, plot_sweep
+from rnnexp.reporting.html import write_html
+from rnnexp.reporting import trials
+from rnnexp.reporting.plots import plot_learning_curves, plot_sweep
 
 # Keys that differ between runs without being a choice of the experimenter.
 IGNORED_PREFIXES = ("paths.", "hydra.", "callbacks.model_checkpoint.dirpath", "trainer.default_root_dir")
@@ -77,7 +78,7 @@ def load_runs(root: Path) -> pd.DataFrame:
         if len(set(column)) > 1 and column not in seen:
             differing.append(key)
             seen.add(column)
-    states = _trial_states(root)
+    states = trials.trial_states(root)
     rows = []
     for run, config, values, group in zip(runs, configs, metrics, seed_groups.assign(configs)):
         row: Dict[str, Any] = {"run": str(run.relative_to(root)) if run != root else ".", "seed_group": group}
@@ -91,30 +92,8 @@ def load_runs(root: Path) -> pd.DataFrame:
         rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs["params"] = differing
-    table.attrs["direction"] = _direction(root, rows[0]["optimized_metric"])
+    table.attrs["direction"] = trials.direction(root, rows[0]["optimized_metric"])
     return table
-
-
-def _direction(root: Path, metric: Optional[str]) -> str:
-    """The sweep's direction (an Optuna sweep's multirun.yaml says it), else guessed from the metric name."""
-    path = root / "multirun.yaml"
-    if path.is_file():
-        sweeper = ((yaml.safe_load(path.read_text()) or {}).get("hydra") or {}).get("sweeper") or {}
-        if sweeper.get("direction") in ("minimize", "maximize"):
-            return sweeper["direction"]
-    return "maximize" if str(metric).endswith(("acc", "accuracy", "f1", "auc")) else "minimize"
-
-
-def _trial_states(root: Path) -> Dict[str, str]:
-    """Resolved job directory -> Optuna trial state ("complete", "pruned", "fail"), from trials.csv files."""
-    states: Dict[str, str] = {}
-    for path in root.rglob("trials.csv"):
-        frame = pd.read_csv(path)
-        if {"user_attrs_job_dir", "state"} <= set(frame.columns):
-            for job_dir, state in zip(frame["user_attrs_job_dir"], frame["state"]):
-                if isinstance(job_dir, str):
-                    states[str(Path(job_dir).resolve())] = str(state).lower()
-    return states
 
 
 def _last_metrics(run: Path) -> Dict[str, float]:
@@ -265,6 +244,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    from rnnexp.cli import run_app
+    from rnnexp.runtime.cli import run_app
 
     run_app(main)

@@ -20,14 +20,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 
-from rnnexp.checkpoints import check_fits, latest_checkpoint
-from rnnexp.console import metrics_table, quiet_lightning
+from rnnexp.runtime.checkpoints import check_fits, latest_checkpoint
+from rnnexp.runtime.terminal import metrics_table, quiet_lightning
 from rnnexp.errors import ConfigError, UserError
-from rnnexp.loggers import finish_wandb
-from rnnexp.precision import resolve_precision
-from rnnexp.run_log import HeldRunLog, record_resume
-from rnnexp.allocator import set_allocator
-from rnnexp.threads import set_threads
+from rnnexp.runtime.loggers import finish_wandb
+from rnnexp.runtime.precision import resolve_precision
+from rnnexp.runtime.run_log import HeldRunLog, record_resume
+from rnnexp.runtime.allocator import set_allocator
+from rnnexp.runtime.threads import set_threads
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rnnexp.allocator import _libc, set_allocator
+from rnnexp.runtime.allocator import _libc, set_allocator
 from rnnexp.errors import ConfigError
 
 # In a fresh process (the setting lasts for the process): allocate and free a 200 MB tensor,
@@ -16,7 +16,7 @@ from rnnexp.errors import ConfigError
 PROBE = r"""
 import ctypes, json, sys
 import torch
-from rnnexp.allocator import set_allocator
+from rnnexp.runtime.allocator import set_allocator
 
 class Mallinfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in

@@ -16,7 +16,7 @@ from typing import List
 import pytest
 import yaml
 
-from rnnexp.cli import describe
+from rnnexp.runtime.cli import describe
 from rnnexp.train import run
 from tests.conftest import CONF, compose_config, run_cli
 from tests.data_fixtures import write_all

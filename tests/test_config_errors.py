@@ -2,7 +2,7 @@
 
 import pytest
 
-from rnnexp.cli import describe
+from rnnexp.runtime.cli import describe
 from rnnexp.train import build
 from tests.conftest import compose_config
 

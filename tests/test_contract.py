@@ -153,3 +153,33 @@ def test_samples_are_drawn_on_the_generator_device():
     # The same seed gives the same draws (what makes samples independent of the model's device).
     soft = torch.full((4, 5), 0.2)
     assert torch.equal(draw(soft, torch.Generator().manual_seed(1)), draw(soft, torch.Generator().manual_seed(1)))
+
+
+# Sub-package -> the rnnexp packages and top-level modules it may import (besides itself); each
+# sub-package's docstring says the same in words.
+ALLOWED_IMPORTS = {
+    "data": {"batch", "errors"},
+    "models": {"batch", "errors", "sampling"},
+    "reporting": {"errors"},
+    "runtime": {"errors", "reporting"},
+    "callbacks": {"data", "models", "errors", "runtime", "sampling"},
+}
+ENTRY_POINTS = {"train", "evaluate", "generate", "translate", "report"}
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED_IMPORTS))
+def test_the_import_graph_flows_one_way(package):
+    """No sub-package imports an entry point or a package above it; sub-packages say so in their docstring."""
+    crossing = []
+    for path, module in _imports(package):
+        head = module.split(".")[1] if "." in module else ""
+        if head and head != package and head not in ALLOWED_IMPORTS[package]:
+            crossing.append((str(path.relative_to(ROOT)), module))
+    assert not crossing
+    assert len((ROOT / "rnnexp" / package / "__init__.py").read_text().split('"""')[1]) > 100
+
+
+def test_the_top_level_holds_the_entry_points_and_the_contracts():
+    """Beside its sub-packages, rnnexp/ holds the commands, the batch contract, the errors and sampling."""
+    top = {p.stem for p in (ROOT / "rnnexp").glob("*.py")} - {"__init__"}
+    assert top == ENTRY_POINTS | {"batch", "errors", "sampling"}

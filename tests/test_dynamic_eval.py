@@ -1,4 +1,4 @@
-"""Dynamic evaluation (rnnexp.dynamic_eval) and its command (python -m rnnexp.evaluate), on a tiny
+"""Dynamic evaluation (rnnexp.models.dynamic_eval) and its command (python -m rnnexp.evaluate), on a tiny
 language model trained for a few steps on the tweets fixture."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from rnnexp.data.stream_windows import StreamWindows
 from rnnexp.data.tweets import TweetsDataModule
-from rnnexp.dynamic_eval import Updater, dynamic_score, mean_squared_gradients, run_stream
+from rnnexp.models.dynamic_eval import Updater, dynamic_score, mean_squared_gradients, run_stream
 from rnnexp.errors import UserError
 from rnnexp.models.tasks.language_model import LanguageModel
 from rnnexp.train import run
@@ -248,7 +248,7 @@ def test_bf16_checkpoint_is_scored_under_autocast(tmp_path):
     (["dynamic=true", "method=rms", "decay_scale=global"], "decay_scale='global'"),
 ])
 def test_bad_input_is_one_line(ckpt, args, message):
-    from rnnexp.cli import describe
+    from rnnexp.runtime.cli import describe
     from rnnexp.evaluate import main
 
     argv = args if args[0].startswith(("ckpt_path", "checkpoint")) else [f"ckpt_path={ckpt}", *args]

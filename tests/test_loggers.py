@@ -15,7 +15,7 @@ import pytest
 import pytorch_lightning as pl
 
 from rnnexp.errors import UserError
-from rnnexp.loggers import has_api_key, resolve_mode
+from rnnexp.runtime.loggers import has_api_key, resolve_mode
 from rnnexp.train import run
 from tests.conftest import ROOT, compose_config
 from tests.wandb_reader import read_run
@@ -118,7 +118,7 @@ def test_online_with_a_key_and_no_server_logs_offline_in_seconds(tmp_path, monke
     """wandb's own behaviour here is a ~30 s wait for the server before failing."""
     import wandb
 
-    from rnnexp.loggers import wandb_logger
+    from rnnexp.runtime.loggers import wandb_logger
 
     with socket.socket() as probe:  # a localhost port with nothing listening on it
         probe.bind(("127.0.0.1", 0))
@@ -226,7 +226,7 @@ def test_online_without_a_reachable_server_falls_back_to_offline_at_once(monkeyp
 
 
 def test_the_server_check_goes_through_a_configured_proxy(monkeypatch):
-    from rnnexp.loggers import reachable
+    from rnnexp.runtime.loggers import reachable
 
     with socket.socket() as proxy:
         proxy.bind(("127.0.0.1", 0))

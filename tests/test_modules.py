@@ -84,7 +84,7 @@ def test_tagger_epoch_metrics_are_token_weighted(tmp_path):
 
 
 def test_data_and_model_target_kinds_must_agree(make_cfg):
-    from rnnexp.cli import describe
+    from rnnexp.runtime.cli import describe
 
     with pytest.raises(Exception) as caught:
         build(make_cfg("data.task=hello", "model=classifier"))

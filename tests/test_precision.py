@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
-from rnnexp import precision
+from rnnexp.runtime import precision as precision
 from rnnexp.data import ToyWordsDataModule
 from rnnexp.models import RecurrentBackbone, SequenceTagger
 from rnnexp.models.nets.cells import CELLS

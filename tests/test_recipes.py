@@ -17,7 +17,7 @@ from rnnexp.errors import ConfigError
 from rnnexp.models import RecurrentBackbone, SequenceClassifier
 from rnnexp.models.nets.scripted_rnn import ScriptedRNN
 from rnnexp.models.nets.variational_dropout import VariationalMasks
-from rnnexp.schedules import exponential_decay
+from rnnexp.models.schedules import exponential_decay
 from tests.conftest import compose_config, lr_trace
 from tests.test_backbone import noisy_padding
 
@@ -56,7 +56,7 @@ def test_exponential_schedule_follows_tensorflows_formula(tmp_path, staircase):
 
 def test_exponential_schedule_steps_per_optimizer_step_in_a_trainer_run(tmp_path):
     dm = ToyWordsDataModule("i_like_dog", repeat=4)  # 4 batches per epoch
-    sched = {"scheduler": {"_target_": "rnnexp.schedules.exponential_decay", "_partial_": True,
+    sched = {"scheduler": {"_target_": "rnnexp.models.schedules.exponential_decay", "_partial_": True,
                            "decay_steps": 3, "decay_rate": 0.5, "staircase": True}, "interval": "step", "frequency": 1}
     model = _classifier(dm, scheduler=sched)
     trainer = _trainer(tmp_path, 7)
@@ -87,7 +87,7 @@ def test_cosine_schedule_warms_up_linearly_then_follows_a_cosine(tmp_path):
 
 def test_cosine_total_steps_null_means_the_whole_run(tmp_path):
     dm = ToyWordsDataModule("i_like_dog", repeat=4)
-    sched = {"scheduler": {"_target_": "rnnexp.schedules.warmup_cosine", "_partial_": True,
+    sched = {"scheduler": {"_target_": "rnnexp.models.schedules.warmup_cosine", "_partial_": True,
                            "total_steps": None, "warmup_steps": 2}, "interval": "step", "frequency": 1}
     model = _classifier(dm, scheduler=sched)
     trainer = _trainer(tmp_path, -1, max_epochs=2)
@@ -175,7 +175,7 @@ class ManualClassifier(SequenceClassifier):
 @pytest.mark.parametrize("algorithm", ["norm", "value"])
 def test_manual_step_clips_and_steps_step_interval_schedulers(tmp_path, algorithm):
     dm = ToyWordsDataModule("i_like_dog", repeat=4)
-    sched = {"scheduler": {"_target_": "rnnexp.schedules.exponential_decay", "_partial_": True,
+    sched = {"scheduler": {"_target_": "rnnexp.models.schedules.exponential_decay", "_partial_": True,
                            "decay_steps": 1, "decay_rate": 0.5}, "interval": "step", "frequency": 2}
     torch.manual_seed(0)
     model = ManualClassifier(cell="rnn", hidden_size=8, optimizer={**ADAM, "lr": 0.5}, scheduler=sched,

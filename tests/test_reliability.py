@@ -145,7 +145,7 @@ def test_seeded_batches_split_every_sample_once_across_ranks():
 def test_checkpoints_are_written_beside_the_target_and_renamed_never_half(tmp_path, monkeypatch):
     import os
 
-    from rnnexp.checkpoints import AtomicCheckpointIO
+    from rnnexp.runtime.checkpoints import AtomicCheckpointIO
 
     io, target = AtomicCheckpointIO(), tmp_path / "ckpt" / "last.ckpt"
     io.save_checkpoint({"step": 1}, target)
@@ -170,7 +170,7 @@ def test_checkpoints_are_written_beside_the_target_and_renamed_never_half(tmp_pa
 def test_the_configured_trainer_saves_checkpoints_atomically(make_cfg):
     from hydra.utils import instantiate
 
-    from rnnexp.checkpoints import AtomicCheckpointIO
+    from rnnexp.runtime.checkpoints import AtomicCheckpointIO
 
     for trainer in ("default", "ddp"):
         cfg = make_cfg(f"trainer={trainer}")
@@ -206,7 +206,7 @@ def _checkpoint(path, step):
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
 def test_resume_skips_an_unreadable_newest_checkpoint_with_one_warning(tmp_path, caplog, damage):
-    from rnnexp.checkpoints import latest_checkpoint
+    from rnnexp.runtime.checkpoints import latest_checkpoint
 
     run = tmp_path / "run"
     good = _checkpoint(run / "checkpoints" / "last.ckpt", 40)
@@ -215,7 +215,7 @@ def test_resume_skips_an_unreadable_newest_checkpoint_with_one_warning(tmp_path,
     newest.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x13" * len(data), "empty": b""}[damage])
     # What a kill in the middle of a write leaves: never a candidate, even when it is whole.
     _checkpoint(run / "checkpoints" / ".resume.ckpt.4242.tmp", 60)
-    with caplog.at_level(logging.WARNING, logger="rnnexp.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="rnnexp.runtime.checkpoints"):
         assert latest_checkpoint(run) == good
     (record,) = caplog.records
     message = record.getMessage()
@@ -223,7 +223,7 @@ def test_resume_skips_an_unreadable_newest_checkpoint_with_one_warning(tmp_path,
 
 
 def test_resume_with_no_readable_checkpoint_is_one_error(tmp_path):
-    from rnnexp.checkpoints import latest_checkpoint
+    from rnnexp.runtime.checkpoints import latest_checkpoint
     from rnnexp.errors import UserError
 
     (tmp_path / "checkpoints").mkdir()

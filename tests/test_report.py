@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 import pytest
 
-from rnnexp.cli import run_app
+from rnnexp.runtime.cli import run_app
 from rnnexp.report import main, report
 from tests.conftest import run_cli
 
@@ -110,7 +110,7 @@ def test_the_best_run_of_a_maximised_metric_is_the_highest(tmp_path, with_direct
 
 def test_sweep_choices_are_categories_and_losses_log_scaled(tmp_path):
     from rnnexp.report import categorical_params
-    from rnnexp.report_plots import wants_log_scale
+    from rnnexp.reporting.plots import wants_log_scale
 
     (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
         "sweeper": {"params": {"optimizer.lr": "tag(log, interval(0.0003, 0.1))", "model.hidden_size": "choice(4, 8, 64)",

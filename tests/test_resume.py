@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from rnnexp.callbacks.rng_state import RngStateCheckpoint
-from rnnexp.checkpoints import AtomicCheckpointIO
+from rnnexp.runtime.checkpoints import AtomicCheckpointIO
 from rnnexp.data.tweets import TweetsDataModule
 from rnnexp.models.tasks.language_model import LanguageModel
 from scripts import kill_switch

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from rnnexp.report import report
-from rnnexp.seed_groups import assign, mean_ci, t_quantile
+from rnnexp.reporting.seed_groups import assign, mean_ci, t_quantile
 from tests.conftest import CONF, run_cli
 
 

@@ -56,7 +56,7 @@ def test_a_three_trial_sweep_runs_end_to_end(tmp_path):
     assert all(len(t.intermediate_values) == 2 for t in study.trials)
     best = study.best_trial
     assert result.stdout.count("Best trial") == 1  # once, not logged and printed
-    for plot in ("param_importances.png", "parallel_coordinates.png"):  # rnnexp.sweep_plots, from the study
+    for plot in ("param_importances.png", "parallel_coordinates.png"):  # rnnexp.reporting.sweep_plots, from the study
         assert (sweep / plot).read_bytes().startswith(b"\x89PNG")
 
     # best_experiment.yaml is a working experiment preset that reproduces the best parameters.

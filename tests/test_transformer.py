@@ -12,7 +12,7 @@ import yaml
 from hydra.utils import instantiate
 
 from rnnexp.batch import IGNORE_INDEX, PAD_INDEX
-from rnnexp.cli import describe
+from rnnexp.runtime.cli import describe
 from rnnexp.data.vocab import Vocab
 from rnnexp.errors import ConfigError
 from rnnexp.models.nets.transformer import TransformerLMNet
@@ -157,7 +157,7 @@ def test_bad_keys_are_config_errors_in_one_line(tmp_path, overrides, message):
 
 
 def test_an_rnn_key_without_plus_is_not_a_config_key(tmp_path):
-    from rnnexp.cli import describe as one_line
+    from rnnexp.runtime.cli import describe as one_line
 
     with pytest.raises(Exception) as info:
         compose_config(["model=transformer_lm", "model.hidden_size=64"])

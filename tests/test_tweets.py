@@ -321,7 +321,7 @@ def test_training_run_logs_bpc_writes_samples_and_loads_weights_only(tmp_path, b
 
 
 def test_generate_errors_are_one_line(tmp_path):
-    from rnnexp.cli import describe
+    from rnnexp.runtime.cli import describe
     from rnnexp.generate import main
 
     bad = tmp_path / "other.ckpt"

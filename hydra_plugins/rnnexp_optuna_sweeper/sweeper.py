@@ -319,7 +319,7 @@ class RnnexpOptunaSweeper(Sweeper):
 
         csv = write_trials_csv(study, sweep_dir)
         try:
-            from rnnexp.sweep_plots import write_sweep_plots
+            from rnnexp.reporting.sweep_plots import write_sweep_plots
 
             # param_importances.png, parallel_coordinates.png
             write_sweep_plots(study, sweep_dir, target_name=str(self.config.get("optimized_metric") or "value"))

@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 
 from rnnexp.callbacks.throughput import batch_counts
-from rnnexp.console import format_value
+from rnnexp.runtime.terminal import format_value
 
 log = logging.getLogger("rnnexp.progress")
 

@@ -61,7 +61,7 @@ class HeldRunLog:
 
     def record_failure(self, exc: BaseException) -> None:
         """End ``train.log`` with the error: the ``error:`` line for bad input, the traceback for a bug."""
-        from rnnexp.cli import describe
+        from rnnexp.runtime.cli import describe
 
         self.accept()
         if type(exc).__name__ == "TrialPruned":  # an Optuna pruner stopped the trial: not an error

@@ -22,7 +22,7 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from rnnexp.errors import UserError
-from rnnexp.resolvers import check_resumable
+from rnnexp.runtime.resolvers import check_resumable
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from rnnexp.console import format_value
+from rnnexp.reporting import trials
+from rnnexp.runtime.terminal import format_value
 
 # Overrides that say how a job was run, not what it trained.
 NOT_SHOWN = ("hydra.", "++hydra.", "+hydra.", "hparams_search=")
@@ -51,15 +52,13 @@ def _short(override: str) -> str:
 
 def summary_table(sweep_dir: Path) -> str:
     """The jobs of a finished multirun as a text table, best first; empty without jobs."""
-    from rnnexp.report import _direction, _trial_states
-
-    states = _trial_states(sweep_dir)
+    states = trials.trial_states(sweep_dir)
     jobs = [j for j in (_job(p, states) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()) if j]
     if not jobs:
         return ""
     shared = set.intersection(*(set(j["overrides"]) for j in jobs))
     metric = next((j["metric"] for j in jobs if j["metric"]), None) or "value"
-    direction = _direction(sweep_dir, metric)
+    direction = trials.direction(sweep_dir, metric)
     sign = -1.0 if direction == "maximize" else 1.0
 
     def key(job):

@@ -3,7 +3,7 @@
 Self-contained (images embedded as data URIs, a few lines of inline script, nothing fetched),
 so it opens from a cluster's disk or an e-mail attachment. Clicking a column header sorts the
 rows by it (numbers numerically, blanks last); clicking again reverses. Runs that differ only in
-their seed get a "Seed groups" table (mean ± 95% interval per metric, :mod:`rnnexp.seed_groups`).
+their seed get a "Seed groups" table (mean ± 95% interval per metric, :mod:`rnnexp.reporting.seed_groups`).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def table_html(table: pd.DataFrame, columns: Sequence[str], best: Optional[Any])
 
 def seed_groups_html(groups: pd.DataFrame) -> str:
     """The seed groups' display table (text cells, best group first), with what its numbers are."""
-    from rnnexp.seed_groups import explanation
+    from rnnexp.reporting.seed_groups import explanation
 
     head = "".join(f"<th scope='col'>{html.escape(str(c))}</th>" for c in groups.columns)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape('' if pd.isna(v) else str(v))}</td>" for v in row) + "</tr>"

@@ -4,7 +4,7 @@ Drawn by Optuna's own ``optuna.visualization.matplotlib`` (importances by its fA
 evaluator, no scikit-learn needed), from a study object or from the storage URL a sweep used,
 so the plots can be made while workers still run, or later from the database alone:
 
-    python -m rnnexp.sweep_plots sqlite:///outputs/train/multiruns/<date>/optuna.db <out dir> [study name]
+    python -m rnnexp.reporting.sweep_plots sqlite:///outputs/train/multiruns/<date>/optuna.db <out dir> [study name]
 
 The sweeper writes them into the sweep directory at the end of a sweep; ``rnnexp.report`` can
 call :func:`write_sweep_plots` for its report folder.
@@ -80,6 +80,6 @@ def write_sweep_plots(study_or_storage: Any, out_dir, study_name: Optional[str] 
 
 if __name__ == "__main__":
     if len(sys.argv) not in (3, 4):
-        sys.exit("usage: python -m rnnexp.sweep_plots <storage URL> <out dir> [study name]")
+        sys.exit("usage: python -m rnnexp.reporting.sweep_plots <storage URL> <out dir> [study name]")
     for name, path in write_sweep_plots(sys.argv[1], sys.argv[2], *sys.argv[3:]).items():
         print(f"{name}: {path}")
