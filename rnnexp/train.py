@@ -22,6 +22,7 @@ from lightning_fabric.utilities.rank_zero import rank_zero_only
 
 from rnnexp.runtime.checkpoints import check_fits, latest_checkpoint
 from rnnexp.runtime.terminal import metrics_table, quiet_lightning
+from rnnexp.compat.lightning import extend_csv_header
 from rnnexp.errors import ConfigError, UserError
 from rnnexp.runtime.loggers import finish_wandb
 from rnnexp.runtime.precision import resolve_precision
@@ -134,8 +135,7 @@ def _csv_header_from_file(trainer: pl.Trainer) -> None:
             if path.is_file():
                 with path.open(newline="") as file:
                     header = next(csv.reader(file), [])
-                writer = logger.experiment
-                writer.metrics_keys = sorted(set(writer.metrics_keys) | set(header))
+                extend_csv_header(logger.experiment, header)
 
 
 def _checkpoint_to_start_from(cfg: DictConfig) -> Optional[str]:

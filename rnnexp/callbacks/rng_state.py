@@ -57,17 +57,17 @@ class RngStateCheckpoint(pl.Callback):
     def __init__(self) -> None:
         self._pending: Dict[str, Any] = {}
         self._module: Optional[pl.LightningModule] = None
-        self._trainer: Optional[pl.Trainer] = None
+        self._fit_trainer: Optional[pl.Trainer] = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        self._trainer, self._module = trainer, pl_module
+        self._fit_trainer, self._module = trainer, pl_module
 
     def state_dict(self) -> Dict[str, Any]:
         states = collect_rng_states()
         # LanguageModel keeps the detached final state of the last training window here.
         carried = (getattr(self._module, "_states", None) or {}).get("train")
-        if carried is not None and self._trainer is not None:
-            states["carried"] = {"epoch": self._trainer.current_epoch, "state": carried}
+        if carried is not None and self._fit_trainer is not None:
+            states["carried"] = {"epoch": self._fit_trainer.current_epoch, "state": carried}
         return states
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from the user still shows everything.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -17,7 +18,6 @@ import sysconfig
 import traceback
 from typing import Callable, Optional
 
-from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import (
     ConfigCompositionException,
     HydraException,
@@ -25,9 +25,9 @@ from hydra.errors import (
     MissingConfigException,
     OverrideParseException,
 )
-from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
+from rnnexp.compat.hydra import single_run_errors_raised_plainly
 from rnnexp.errors import ConfigError, UserError
 
 EXIT_USER_ERROR = 2
@@ -118,29 +118,13 @@ def describe(exc: BaseException) -> Optional[str]:
     return None
 
 
-_HYDRA_RETURN_VALUE = JobReturn.return_value
-
-
-def _return_value(job: JobReturn):
-    """Hydra's ``JobReturn.return_value``, without the line Hydra writes before re-raising a job's
-    error ("Error executing job with overrides: [...]") when the job was a single run: there the
-    overrides are what the user just typed, and our one line says what failed. A multirun keeps
-    it: it names the failing job."""
-    single_run = job.hydra_cfg is not None and job.hydra_cfg.hydra.mode == RunMode.RUN
-    if job.status == JobStatus.FAILED and single_run:
-        raise job._return_value
-    return _HYDRA_RETURN_VALUE.fget(job)
-
-
-
 def run_app(hydra_main: Callable[[], object]) -> None:
     """Call a ``@hydra.main`` function, turning user errors into ``error: ...`` and exit code 2."""
     before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    if before != "1":
-        JobReturn.return_value = property(_return_value, _HYDRA_RETURN_VALUE.fset)
     try:
-        hydra_main()
+        with single_run_errors_raised_plainly() if before != "1" else contextlib.nullcontext():
+            hydra_main()
     except Exception as exc:  # noqa: BLE001 - everything is re-raised unless it is the user's input
         message = None if before == "1" else describe(exc)
         if message is None:
@@ -148,7 +132,6 @@ def run_app(hydra_main: Callable[[], object]) -> None:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     finally:
-        JobReturn.return_value = _HYDRA_RETURN_VALUE
         # Leave the environment as found: a second app in the same process must not
         # mistake our setting for the user's request for tracebacks.
         if before is None:

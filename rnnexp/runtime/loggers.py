@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 from urllib.parse import urlparse
 
+from rnnexp.compat.wandb import drop_anonymous_argument
 from rnnexp.errors import check_choice
 
 log = logging.getLogger(__name__)
@@ -117,11 +118,7 @@ def wandb_logger(
         settings=wandb.Settings(init_timeout=init_timeout, silent=True, console="off"),
         **kwargs,
     )
-    # Lightning always passes anonymous=None to wandb.init, which wandb >= 0.2x answers with a
-    # deprecation warning on every run ("The anonymous setting has no effect").
-    init_kwargs = getattr(logger, "_wandb_init", None)
-    if isinstance(init_kwargs, dict) and init_kwargs.get("anonymous") is None:
-        init_kwargs.pop("anonymous", None)
+    drop_anonymous_argument(logger)  # else a deprecation warning on every run
     return logger
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional, Tuple, get_args
+from typing import Optional, Tuple
 
 import torch
 from omegaconf import DictConfig, open_dict
 
+from rnnexp.compat.lightning import precision_inputs
 from rnnexp.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,9 @@ def detect(accelerator: Optional[str]) -> Tuple[str, str]:
 
 def choices() -> Tuple[str, ...]:
     """``auto`` and every value Lightning's Trainer takes (its own list, where this Lightning has one)."""
-    try:
-        from lightning_fabric.connector import _PRECISION_INPUT  # private, but the one list there is
-    except ImportError:
+    values = precision_inputs()
+    if not values:
         return ()
-    values = [str(v) for literal in get_args(_PRECISION_INPUT) for v in get_args(literal)]
     return (AUTO, *values)
 
 

@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor, nn
 
+from rnnexp.compat.lightning import attached_trainer
 from rnnexp.batch import DESCRIBE_TARGETS
 from rnnexp.errors import ConfigError, check_choice
 from rnnexp.models.nets.sequence_model import SequenceModel
@@ -141,7 +142,7 @@ class RecurrentModule(Optimization, pl.LightningModule):
         return loss
 
     def _log_epoch(self, stage: str) -> None:
-        sums = self.sums.pop(stage, self.trainer.strategy if self._trainer is not None else None)
+        sums = self.sums.pop(stage, self.trainer.strategy if attached_trainer(self) is not None else None)
         if sums is None:
             return
         loss_sum, weight, correct = sums.float().unbind()

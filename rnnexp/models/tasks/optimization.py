@@ -18,6 +18,7 @@ from pytorch_lightning.plugins.precision import MixedPrecision
 from torch import Tensor
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from rnnexp.compat.lightning import attached_trainer
 from rnnexp.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class Optimization:
         ``16-mixed`` with clipping the update falls back to torch's default (``foreach``)
         implementation: the same rule, a slower optimizer step.
         """
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if not spec.get("fused") or trainer is None:
             return spec
         clipped = bool(trainer.gradient_clip_val) or self.hparams.get("gradient_clip_val") is not None

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.text import BLEUScore
 
+from rnnexp.compat.lightning import attached_trainer
 from rnnexp.batch import BOS, EOS, IGNORE_INDEX, PAD_INDEX
 from rnnexp.errors import ConfigError, check_positive_int
 from rnnexp.models.nets.seq2seq import Seq2SeqNet
@@ -89,7 +90,7 @@ class Seq2Seq(SequenceTagger):
     # -- training ----------------------------------------------------------------------------
     def teacher_forcing_ratio(self) -> float:
         start, end = self.hparams.teacher_forcing, self.hparams.teacher_forcing_end
-        if end is None or self._trainer is None or not self.trainer.max_epochs or self.trainer.max_epochs < 2:
+        if end is None or attached_trainer(self) is None or not self.trainer.max_epochs or self.trainer.max_epochs < 2:
             return start
         return start + (end - start) * min(1.0, self.current_epoch / (self.trainer.max_epochs - 1))
 

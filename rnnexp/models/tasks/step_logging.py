@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 
+from rnnexp.compat.lightning import attached_trainer, should_update_logs
+
 
 def logs_this_step(module: pl.LightningModule) -> bool:
     """True when Lightning will write this training step's logged values to the loggers."""
-    trainer = module._trainer
+    trainer = attached_trainer(module)
     if trainer is None or trainer.fast_dev_run:
         return True
     # The same test Lightning applies after the step (LoggerConnector.update_train_step_metrics).
-    return bool(getattr(trainer._logger_connector, "should_update_logs", True))
+    return should_update_logs(trainer)
