@@ -39,12 +39,41 @@ def check_choice(key: str, value: Any, choices: Iterable[str]) -> None:
         raise ConfigError(key, value, f"choose one of {', '.join(map(str, choices))}")
 
 
-def check_positive_int(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(key, value, "must be an integer >= 1")
+def _bounds(low: Any, high: Any, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low}"
+    return f"{'<' if high_open else '<='} {high}" if high is not None else ""
 
 
-def check_fraction(key: str, value: Any) -> None:
+def _outside(value: Any, low: Any, high: Any, low_open: bool, high_open: bool) -> bool:
+    return ((low is not None and (value <= low if low_open else value < low))
+            or (high is not None and (value >= high if high_open else value > high)))
+
+
+def check_int(key: str, value: Any, low: Any = None, high: Any = None, *, high_open: bool = True, hint: str = "") -> int:
+    """An integer (not a bool) with ``low <= value`` and ``value < high`` (``<=`` if not ``high_open``);
+    ``hint`` is appended to the message as written (e.g. ``" (0: off)"``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or _outside(value, low, high, False, high_open):
+        raise ConfigError(key, value, f"must be an integer {_bounds(low, high, False, high_open)}".rstrip() + hint)
+    return value
+
+
+def check_number(key: str, value: Any, low: Any = None, high: Any = None, *, low_open: bool = False,
+                 high_open: bool = True, hint: str = "") -> float:
+    """A real number (int or float, not a bool) within the bounds: ``[low, high)`` by default,
+    ``low_open``/``high_open`` say which ends are excluded; ``hint`` is appended to the message."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+            or _outside(value, low, high, low_open, high_open):
+        raise ConfigError(key, value, f"must be a number {_bounds(low, high, low_open, high_open)}".rstrip() + hint)
+    return value
+
+
+def check_positive_int(key: str, value: Any) -> int:
+    return check_int(key, value, 1)
+
+
+def check_fraction(key: str, value: Any) -> float:
     """A probability such as a dropout rate: 0 <= value < 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ConfigError(key, value, "must be a number in [0, 1)")
+    return check_number(key, value, 0, 1)

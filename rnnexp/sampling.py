@@ -14,16 +14,15 @@ import torch
 from torch import Tensor, nn
 
 from rnnexp.data.vocab import PAD, UNK, Vocab
-from rnnexp.errors import ConfigError, UserError
+from rnnexp.errors import ConfigError, UserError, check_int, check_number
 
 START = "\n"  # the end-of-document symbol of rnnexp.data.tweets, also the start of the next
 
 
 def check_sampling(temperature: float, top_k: Optional[int]) -> None:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ConfigError("temperature", temperature, "must be a number > 0 (1 samples the model's distribution)")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ConfigError("top_k", top_k, "must be an integer >= 1, or null for no cut")
+    check_number("temperature", temperature, 0, low_open=True, hint=" (1 samples the model's distribution)")
+    if top_k is not None:
+        check_int("top_k", top_k, 1, hint=", or null for no cut")
 
 
 def next_token_distribution(logits: Tensor, temperature: float = 1.0, top_k: Optional[int] = None,

@@ -14,13 +14,12 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from torch.nn.utils import get_total_norm
 
-from rnnexp.errors import ConfigError
+from rnnexp.errors import check_number
 
 
 class GradientNorm(pl.Callback):
     def __init__(self, norm_type: float = 2.0, name: str = "train/grad_norm") -> None:
-        if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)) or not norm_type > 0:
-            raise ConfigError("norm_type", norm_type, "must be a number > 0, e.g. 2 or inf")
+        check_number("norm_type", norm_type, 0, low_open=True, hint=", e.g. 2 or inf")
         self.norm_type, self.name = float(norm_type), name
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:

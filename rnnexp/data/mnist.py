@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from rnnexp.batch import DataSpec
 from rnnexp.data.resumable import ResumableBatches, ResumableLoader, SeededBatches, batches_done_in_epoch
 from rnnexp.data.idx import FILES, MIRRORS, ensure_files, read_idx, verify_checksum
-from rnnexp.errors import ConfigError, DataError, check_choice, check_positive_int
+from rnnexp.errors import ConfigError, DataError, check_choice, check_int, check_positive_int
 
 MODES = ("row", "pixel")
 SIDE = 28
@@ -169,14 +169,11 @@ class MNISTDataModule(pl.LightningDataModule):
         check_positive_int("batch_size", batch_size)
         if eval_batch_size is not None:
             check_positive_int("eval_batch_size", eval_batch_size)
-        if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 0:
-            raise ConfigError("val_size", val_size, "must be an integer >= 0 (images of the training set held out)")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ConfigError("num_workers", num_workers, "must be an integer >= 0")
+        check_int("val_size", val_size, 0, hint=" (images of the training set held out)")
+        check_int("num_workers", num_workers, 0)
         if permute and mode != "pixel":
             raise ConfigError("permute", permute, "permuted MNIST reads pixels: set data.mode=pixel")
-        if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift < SIDE:
-            raise ConfigError("shift", shift, f"must be an integer in [0, {SIDE}): pixels an image may move (0: off)")
+        check_int("shift", shift, 0, SIDE, hint=": pixels an image may move (0: off)")
         if shift and permute:
             raise ConfigError("shift", shift, "moves the image, which a permuted sequence no longer is: set data.shift=0")
         if not download_timeout or download_timeout <= 0:

@@ -38,7 +38,7 @@ from rnnexp.data.resumable import ResumableBatches, ResumableLoader, batches_don
 from rnnexp.data.samplers import BucketBatches, StreamOrder
 from rnnexp.data.stream_windows import StreamWindows
 from rnnexp.data.vocab import Vocab
-from rnnexp.errors import ConfigError, DataError, check_choice, check_positive_int
+from rnnexp.errors import ConfigError, DataError, check_choice, check_fraction, check_positive_int
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,7 @@ class TweetsDataModule(pl.LightningDataModule):
         if eval_batch_size is not None:
             check_positive_int("eval_batch_size", eval_batch_size)
         for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ConfigError(key, value, "must be a number in [0, 1)")
+            check_fraction(key, value)
         if val_fraction + test_fraction >= 1:
             raise ConfigError("val_fraction", val_fraction, f"val_fraction + test_fraction must be < 1 (test is {test_fraction})")
         self.data_dir, self.path, self.download, self.url = data_dir, path, download, url

@@ -14,7 +14,7 @@ from typing import Optional
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LinearLR, LRScheduler, SequentialLR
 
-from rnnexp.errors import ConfigError, check_positive_int
+from rnnexp.errors import ConfigError, check_int, check_number, check_positive_int
 
 
 class TFExponentialDecay:
@@ -43,8 +43,7 @@ def exponential_decay(
     if gamma is not None:
         decay_rate, decay_steps = gamma, 1
     check_positive_int("schedule.scheduler.decay_steps", decay_steps)
-    if isinstance(decay_rate, bool) or not isinstance(decay_rate, (int, float)) or not decay_rate > 0:
-        raise ConfigError("schedule.scheduler.decay_rate", decay_rate, "must be a number > 0 (e.g. 0.96)")
+    check_number("schedule.scheduler.decay_rate", decay_rate, 0, low_open=True, hint=" (e.g. 0.96)")
     if not isinstance(staircase, bool):
         raise ConfigError("schedule.scheduler.staircase", staircase, "must be true or false")
     return LambdaLR(optimizer, TFExponentialDecay(decay_steps, float(decay_rate), staircase))
@@ -61,10 +60,8 @@ def warmup_cosine(
     cosine down to ``min_lr`` at ``total_steps`` (``null`` in the config: the trainer's
     ``estimated_stepping_batches``, filled in by ``configure_optimizers``)."""
     check_positive_int("schedule.scheduler.total_steps", total_steps)
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or not 0 <= warmup_steps < total_steps:
-        raise ConfigError("schedule.scheduler.warmup_steps", warmup_steps, f"must be an integer in [0, total_steps={total_steps})")
-    if not 0 < warmup_start_factor <= 1:
-        raise ConfigError("schedule.scheduler.warmup_start_factor", warmup_start_factor, "must be a number in (0, 1]")
+    check_int("schedule.scheduler.warmup_steps", warmup_steps, 0, total_steps, hint=f" (total_steps={total_steps})")
+    check_number("schedule.scheduler.warmup_start_factor", warmup_start_factor, 0, 1, low_open=True, high_open=False)
     cosine = CosineAnnealingLR(optimizer, T_max=total_steps - warmup_steps, eta_min=min_lr)
     if warmup_steps == 0:
         return cosine

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from rnnexp.compat.lightning import attached_trainer
 from rnnexp.batch import DESCRIBE_TARGETS
-from rnnexp.errors import ConfigError, check_choice
+from rnnexp.errors import ConfigError, check_choice, check_number
 from rnnexp.models.nets.sequence_model import SequenceModel
 from rnnexp.models.tasks.epoch_sums import EpochSums
 from rnnexp.models.tasks.optimization import Optimization
@@ -81,8 +81,8 @@ class RecurrentModule(Optimization, pl.LightningModule):
             self.hparams[key] = plain(value)
         self._check_targets(target_kind)
         check_choice("gradient_clip_algorithm", gradient_clip_algorithm, CLIP_ALGORITHMS)
-        if gradient_clip_val is not None and (isinstance(gradient_clip_val, bool) or not gradient_clip_val > 0):
-            raise ConfigError("gradient_clip_val", gradient_clip_val, "must be a number > 0, or null for no clipping")
+        if gradient_clip_val is not None:
+            check_number("gradient_clip_val", gradient_clip_val, 0, low_open=True, hint=", or null for no clipping")
         self.net = self.build_net(input_size, num_classes, input_kind, {key: self.hparams[key] for key in network})
         self.sums = EpochSums()
         self._penalties: Dict[str, Tensor] = {}  # this training step's AR/TAR terms (SequenceModel.run)

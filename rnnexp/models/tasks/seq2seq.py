@@ -22,7 +22,7 @@ from torchmetrics.text import BLEUScore
 
 from rnnexp.compat.lightning import attached_trainer
 from rnnexp.batch import BOS, EOS, IGNORE_INDEX, PAD_INDEX
-from rnnexp.errors import ConfigError, check_positive_int
+from rnnexp.errors import ConfigError, check_number, check_positive_int
 from rnnexp.models.nets.seq2seq import Seq2SeqNet
 from rnnexp.models.tasks.base import without_penalties
 from rnnexp.models.tasks.tagger import SequenceTagger
@@ -58,12 +58,11 @@ class Seq2Seq(SequenceTagger):
         **kwargs: Any,
     ) -> None:
         for key, value in (("teacher_forcing", teacher_forcing), ("teacher_forcing_end", teacher_forcing_end)):
-            if value is not None and (isinstance(value, bool) or not 0.0 <= value <= 1.0):
-                raise ConfigError(key, value, "must be a probability in [0, 1] (1: always feed the true token)")
+            if value is not None:
+                check_number(key, value, 0, 1, high_open=False, hint=" (1: always feed the true token)")
         check_positive_int("beam_size", beam_size)
         check_positive_int("max_length", max_length)
-        if isinstance(length_penalty, bool) or not length_penalty >= 0:
-            raise ConfigError("length_penalty", length_penalty, "must be a number >= 0 (0: raw log-probability)")
+        check_number("length_penalty", length_penalty, 0, hint=" (0: raw log-probability)")
         self._check_targets(kwargs.get("target_kind"))  # the wrong data is named before its vocabulary
         vocab = kwargs.get("vocab")
         if vocab is None or BOS not in vocab or EOS not in vocab:
