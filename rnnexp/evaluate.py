@@ -20,7 +20,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -28,6 +28,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
+from rnnexp.runtime.arguments import parse_arguments
 from rnnexp.runtime.cli import run_app
 from rnnexp.data.stream_windows import StreamWindows
 from rnnexp.models.dynamic_eval import DECAY_SCALES, METHODS, check_update, dynamic_score, mean_squared_gradients, run_stream
@@ -69,22 +70,8 @@ class EvaluateConfig:
 
 def parse(argv: Sequence[str]):
     """The tool's settings, and the ``data.*`` / ``paths.*`` overrides for the run's config."""
-    known = {f.name for f in fields(EvaluateConfig)}
-    own, run_overrides = [], []
-    for arg in argv:
-        key = arg.split("=", 1)[0]
-        if "=" in arg and key.split(".", 1)[0] in ("data", "paths") and "." in key:
-            run_overrides.append(arg)
-        elif "=" in arg and key in known:
-            own.append(arg)
-        else:
-            raise UserError(f"unknown argument {arg!r}; use key=value with keys {', '.join(sorted(known))}, "
-                            "data.<key> or paths.data_dir")
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(EvaluateConfig), OmegaConf.from_dotlist(own))
-    except Exception as exc:  # noqa: BLE001 - a value of the wrong type ("lr=abc")
-        raise UserError(f"{str(exc).splitlines()[0]}; check {', '.join(own)}") from exc
-    return EvaluateConfig(**OmegaConf.to_container(cfg)), run_overrides
+    cfg, _, run_overrides = parse_arguments(argv, EvaluateConfig, passthrough=("data", "paths"))
+    return cfg, run_overrides
 
 
 def run_dir_of(ckpt: Path) -> Path:
