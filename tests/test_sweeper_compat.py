@@ -217,6 +217,7 @@ def test_a_sweep_without_parameters_is_refused(tmp_path):
 
 # ---- failures and exit codes ----
 
+@pytest.mark.slow
 def test_the_first_failing_batch_stops_the_sweep_and_exits_non_zero(tmp_path):
     # The official semantics: max_failure_rate per batch of n_jobs trials, 0.0 by default.
     result = _app(tmp_path, "sphere.py", "+error=true", "hydra.sweeper.n_jobs=2", "hydra.sweeper.max_failure_rate=0.5",
@@ -255,6 +256,43 @@ def test_the_rnnexp_cli_says_it_in_one_line_with_exit_code_2(tmp_path):
                      f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: every trial of the sweep failed (2); last error:" in result.stderr
+
+
+class _Jobs:
+    """An in-process launcher whose jobs ``failing`` raise and the others return 1.0."""
+
+    def __init__(self, failing):
+        self.failing, self.launched = set(failing), []
+
+    def launch(self, overrides, initial_job_idx):
+        returns = []
+        for number in range(initial_job_idx, initial_job_idx + len(overrides)):
+            self.launched.append(number)
+            ret = JobReturn(status=JobStatus.FAILED if number in self.failing else JobStatus.COMPLETED)
+            ret.return_value = RuntimeError(f"job {number}") if number in self.failing else 1.0
+            returns.append(ret)
+        return returns
+
+
+@pytest.mark.parametrize("failing,rate,launched", [
+    ({1}, 0.5, [0, 1, 2, 3]),      # 1 of 2 in the first batch: at the rate, the sweep goes on
+    ({1}, 0.4, [0, 1]),            # above it: the first batch is the last
+    ({0, 1, 2, 3}, 0.99, [0, 1]),  # 2 of 2
+    ({0, 1, 2, 3}, 1.0, [0, 1, 2, 3]),
+])
+def test_the_failure_rate_is_checked_per_batch_of_n_jobs(failing, rate, launched):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    sweep = SweepStudy(study, None, n_trials=4, space={"x": _dist("interval(0, 1)")}, fixed=[])
+    jobs = _Jobs(failing)
+    driver = drivers.BatchDriver(sweep, jobs, n_jobs=2, max_failure_rate=rate, validate=None)
+    if launched == [0, 1]:
+        with pytest.raises(drivers.SweepAborted, match=f"sweep aborted: {len(failing & {0, 1})} of 2 trials of a batch"):
+            driver.run()
+    else:
+        driver.run()
+    assert jobs.launched == launched
+    assert [t.state == TrialState.FAIL for t in study.trials] == [n in failing for n in launched]
+    assert (sweep.finished, len(sweep.failed)) == (len(set(launched) - failing), len(set(launched) & failing))
 
 
 # ---- a stopped sweep cleans up ----
