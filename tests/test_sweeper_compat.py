@@ -353,3 +353,21 @@ def test_sigterm_stops_the_sweep_and_fails_its_running_trial(tmp_path):
     assert "Sweep terminated (SIGTERM): trials 0 marked FAILED in the study" in out
     (trial,) = _study(tmp_path, "sphere").trials
     assert trial.state == TrialState.FAIL and trial.user_attrs["cancelled"] == "the sweep was terminated (SIGTERM)"
+
+
+def test_the_job_contract_is_one_function_that_is_none_outside_a_sweep(monkeypatch):
+    from hydra_plugins.rnnexp_optuna_sweeper.job import TRIAL_ENV, current_trial
+
+    monkeypatch.delenv(TRIAL_ENV, raising=False)
+    assert current_trial() is None
+    monkeypatch.setenv(TRIAL_ENV, "0")
+    assert current_trial() is None  # no Hydra job here
+
+
+@pytest.mark.parametrize("direction,expected", [("maximize", ["maximize"]), (["minimize", "maximize"], ["minimize", "maximize"])])
+def test_direction_is_a_string_or_a_list(direction, expected):
+    from hydra_plugins.rnnexp_optuna_sweeper.sweeper import directions_of
+
+    assert directions_of(direction) == expected
+    with pytest.raises(ConfigError, match="minimize, maximize, or a list of them"):
+        directions_of(["minimize", "sideways"])
