@@ -52,16 +52,14 @@ def _scalars(metrics: Dict[str, Any]) -> Dict[str, float]:
 
 def _sweep_callbacks(cfg: DictConfig) -> List[pl.Callback]:
     """The pruning callback when this job is a trial of an ``hydra/sweeper=rnnexp_optuna`` sweep."""
-    from hydra_plugins.rnnexp_optuna_sweeper.study import TRIAL_ENV, current_trial
+    from hydra_plugins.rnnexp_optuna_sweeper.job import current_trial
 
-    if TRIAL_ENV not in os.environ or not cfg.get("optimized_metric"):
-        return []
-    found = current_trial(str(cfg.get("task_name", "")))
-    if found is None:
+    trial = current_trial() if cfg.get("optimized_metric") else None
+    if trial is None:
         return []
     from rnnexp.callbacks.optuna_pruning import OptunaPruning
 
-    return [OptunaPruning(found[1], cfg.optimized_metric)]
+    return [OptunaPruning(trial, cfg.optimized_metric)]
 
 
 def _cluster_callbacks(cfg: DictConfig) -> List[pl.Callback]:

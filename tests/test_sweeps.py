@@ -16,7 +16,8 @@ import yaml
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.trial import TrialState
 
-from hydra_plugins.rnnexp_optuna_sweeper.sweeper import RnnexpOptunaSweeper, distribution, format_value
+from hydra_plugins.rnnexp_optuna_sweeper.space import distribution, format_value
+from hydra_plugins.rnnexp_optuna_sweeper.study import SweepStudy
 from scripts import kill_switch
 from tests.conftest import CONF, ROOT, compose_config, run_cli
 
@@ -156,12 +157,17 @@ def test_the_pruner_stops_a_poor_trial_after_its_first_validation(tmp_path):
 
 @pytest.mark.slow
 def test_too_many_failures_abort_the_sweep_with_one_line(tmp_path):
+    # Hydra's default max_failure_rate=0.0 (the preset allows every failure): the first failure aborts.
     result, sweep = _sweep(tmp_path, "hydra.sweeper.n_trials=4", "hydra.sweeper.params=null",
-                           "hydra.sweeper.max_failure_rate=0.2", "optimizer.lr=choice(-1.0,-2.0)")
+                           "hydra.sweeper.max_failure_rate=0.0", "optimizer.lr=choice(-1.0,-2.0)")
     assert result.returncode == 2
-    assert "error: sweep aborted: 1 of 4 trials failed" in result.stderr
+    assert "error: sweep aborted: 1 of 1 trials of a batch failed" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(pd.read_csv(sweep / "trials.csv")) == 1
+
+
+def _tell(study, trial, ret):
+    return SweepStudy(study, None, n_trials=1, space={}, fixed=[]).tell(trial, ret)
 
 
 @pytest.mark.parametrize("returned", [None, float("nan"), float("inf")])
@@ -170,7 +176,7 @@ def test_a_job_without_a_finite_result_is_a_failed_trial_not_a_nan(returned):
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     ret = JobReturn(status=JobStatus.COMPLETED)
     ret.return_value = returned
-    RnnexpOptunaSweeper()._tell(study, trial, ret)
+    _tell(study, trial, ret)
     (frozen,) = study.trials
     assert frozen.state == TrialState.FAIL and frozen.value is None
     assert "not a finite number" in frozen.user_attrs["error"]
@@ -182,7 +188,7 @@ def test_a_pruned_job_is_a_pruned_trial():
     trial.report(0.5, step=0)
     ret = JobReturn(status=JobStatus.FAILED)
     ret.return_value = optuna.TrialPruned("pruned at epoch 0")
-    RnnexpOptunaSweeper()._tell(study, trial, ret)
+    _tell(study, trial, ret)
     assert study.trials[0].state == TrialState.PRUNED
 
 
@@ -326,7 +332,7 @@ def test_a_result_for_a_trial_another_worker_already_failed_is_dropped_not_fatal
     for status, value in [(JobStatus.COMPLETED, 0.5), (JobStatus.FAILED, ValueError("boom"))]:
         ret = JobReturn(status=status)
         ret.return_value = value
-        RnnexpOptunaSweeper()._tell(study, trial, ret)
+        _tell(study, trial, ret)
         assert study.trials[0].state == TrialState.FAIL
 
 

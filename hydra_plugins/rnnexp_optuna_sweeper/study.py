@@ -1,23 +1,33 @@
-"""What the sweeper and its jobs share: the storage URL, the study, the running trial.
+"""The study a sweep works on: its storage, asking for trials, telling their results.
 
-The sweeper tells each job which trial it runs through the job's environment
-(``hydra.job.env_set``), so the job config stays free of sweep bookkeeping and any launcher
-(in-process, joblib, submitit) works: the job reopens the study from the storage named in
-the sweeper config and builds an ``optuna.trial.Trial`` to report intermediate values to.
+``n_trials`` counts the trials of the whole study, so several workers started with the same
+storage and study name share the work and a rerun of a stopped sweep finishes it. A trial
+that never ran to an outcome (interrupted, cancelled, left by a killed worker) is FAILED
+without an ``error`` attribute and does not count: a rerun replaces it.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import socket
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from omegaconf import OmegaConf
+
+from hydra_plugins.rnnexp_optuna_sweeper import optuna_internals as internals
+from hydra_plugins.rnnexp_optuna_sweeper.job import TRIAL_ENV
+from hydra_plugins.rnnexp_optuna_sweeper.space import format_value
+from rnnexp.compat.hydra import returned
 from rnnexp.errors import UserError
 
-TRIAL_ENV = "RNNEXP_OPTUNA_TRIAL"
+log = logging.getLogger(__name__)
+
+SURPLUS = "surplus"  # user attr of trials asked for past n_trials by a worker racing another
 
 
 def storage_url(storage: Optional[str], sweep_dir: str) -> str:
@@ -64,43 +74,6 @@ def missing_driver(url: str, exc: ImportError) -> UserError:
     return UserError(f"hydra.sweeper.storage={shown}: {fix}")
 
 
-def instantiate_or_none(spec: Any) -> Any:
-    """A sampler or pruner from its ``_target_`` spec (Hydra may have built it already)."""
-    from hydra.utils import instantiate
-    from omegaconf import DictConfig
-
-    if isinstance(spec, (dict, DictConfig)):
-        return instantiate(spec) if spec else None
-    return spec
-
-
-def current_trial(task_name: str) -> Optional[Tuple[Any, Any]]:
-    """(study, trial) when this process runs a job of an ``rnnexp_optuna`` sweep, else None.
-
-    ``task_name`` is the job config's, the study name when the sweeper config gives none.
-    """
-    number = os.environ.get(TRIAL_ENV)
-    if number is None:
-        return None
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    hydra_cfg = HydraConfig.get()
-    sweeper = hydra_cfg.sweeper
-    if not str(sweeper.get("_target_", "")).startswith("hydra_plugins.rnnexp_optuna_sweeper"):
-        return None
-    import optuna
-
-    study = optuna.load_study(
-        study_name=sweeper.study_name or task_name,
-        storage=open_storage(storage_url(sweeper.storage, hydra_cfg.sweep.dir)),
-        pruner=instantiate_or_none(sweeper.pruner) or optuna.pruners.NopPruner(),
-    )
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(number))
-    return study, optuna.trial.Trial(study, trial_id)
-
-
 def worker_id() -> str:
     """``host:pid`` of this sweep process, stored on each trial it runs."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -123,8 +96,7 @@ def fail_dead_local_trials(study) -> int:
         if there != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
             continue
         try:
-            study._storage.set_trial_user_attr(trial._trial_id, "worker_gone", owner)
-            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            internals.fail_stored_trial(study, trial, "worker_gone", owner)
             failed += 1
         except UpdateFinishedTrialError:
             pass  # another worker got there first
@@ -139,3 +111,170 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's process
     return True
+
+
+def counted(study, up_to: Optional[int] = None) -> list:
+    """The trials that use up n_trials: all but those that never ran to an outcome (surplus,
+    interrupted, cancelled, or left by a killed worker: FAIL without an ``error``), which a rerun
+    replaces, and those waiting in the queue (``study.enqueue_trial``), which the next asks take."""
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False)
+            if not (t.state == TrialState.FAIL and "error" not in t.user_attrs) and t.state != TrialState.WAITING
+            and (up_to is None or t.number <= up_to)]
+
+
+def returned_values(value: Any, n_objectives: int) -> Tuple[Optional[List[float]], str]:
+    """A job's return value as the study's objective values, or (None, why not)."""
+    many = isinstance(value, (list, tuple)) or _is_sequence(value)
+    if n_objectives > 1 and not many:
+        return None, f"the job returned {value!r}, not a list of {n_objectives} numbers (one per direction)"
+    items = list(value) if n_objectives > 1 else [value]
+    if len(items) != n_objectives:
+        return None, f"the job returned {len(items)} values for {n_objectives} directions: {value!r}"
+    numbers = []
+    for item in items:
+        try:
+            number = float(item)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not math.isfinite(number):
+            return None, f"the job returned {value!r}, not {'finite numbers' if n_objectives > 1 else 'a finite number'}"
+        numbers.append(number)
+    return numbers, ""
+
+
+def _is_sequence(value: Any) -> bool:
+    from omegaconf import ListConfig
+
+    return isinstance(value, ListConfig)
+
+
+class SweepStudy:
+    """The shared helpers of both drivers: ask for trials, build their overrides, tell results."""
+
+    def __init__(self, study, storage, *, n_trials: int, space: Dict[str, Any], fixed: List[str],
+                 custom: Optional[Callable[..., None]] = None, config: Any = None, exhaustive: bool = False) -> None:
+        self.study, self.storage, self.n_trials = study, storage, n_trials
+        self.space, self.fixed, self.custom, self.config = space, fixed, custom, config
+        self.exhaustive = exhaustive          # grid-like sampler: study.stop() once every point is tried
+        self.exhausted = False
+        self.n_objectives = len(study.directions)
+        self.failed: List[Tuple[Any, str]] = []   # (trial, error) of this sweep
+        self.finished = 0                          # completed or pruned trials of this sweep
+
+    def remaining(self) -> int:
+        return 0 if self.exhausted else max(0, self.n_trials - len(counted(self.study)))
+
+    def ask(self, room: int) -> List[Tuple[Any, List[str]]]:
+        """Up to ``room`` new trials, as many as the study still needs: [(trial, its overrides)]."""
+        import optuna
+        from optuna.trial import TrialState
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # Trials of killed workers (no heartbeat for grace_period, or their process gone from
+            # this machine) become FAIL, not counted: this sweep runs new ones in their place.
+            optuna.storages.fail_stale_trials(self.study)
+        fail_dead_local_trials(self.study)
+        asked: List[Tuple[Any, List[str]]] = []
+        for _ in range(min(room, self.remaining())):
+            with warnings.catch_warnings():  # the heartbeat thread is started by hand around each job
+                warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
+                trial = self.study.ask(fixed_distributions=self.space)
+            trial.set_user_attr("worker", worker_id())
+            # The n_trials lowest-numbered trials count; one asked past them lost a race
+            # with another worker and is set aside without running.
+            if len(counted(self.study, up_to=trial.number)) > self.n_trials:
+                trial.set_user_attr(SURPLUS, True)
+                self.study.tell(trial, state=TrialState.FAIL)
+                break
+            try:
+                if self.custom is not None:  # as the official plugin: fn(sweep config, trial) adds parameters
+                    self.custom(self.config, trial)
+            except BaseException:
+                trial.set_user_attr("interrupted", True)
+                self.study.tell(trial, state=TrialState.FAIL)
+                raise
+            asked.append((trial, self.overrides(trial)))
+        return asked
+
+    def overrides(self, trial) -> List[str]:
+        values = [f"{k}={format_value(v)}" for k, v in trial.params.items()]
+        overrides = self.fixed + values
+        trial.set_user_attr("overrides", " ".join(overrides))
+        return overrides + [f"++hydra.job.env_set.{TRIAL_ENV}={trial.number}"]
+
+    def _tell(self, trial, *args, **kwargs) -> bool:
+        """Tell the study; False when another worker failed the trial as stale meanwhile."""
+        from optuna.trial import TrialState
+
+        if internals.state_of(self.study, trial) != TrialState.RUNNING:
+            log.warning("Trial %d was already finished by another worker (its heartbeat was late); "
+                        "its result is dropped", trial.number)
+            return False
+        try:
+            self.study.tell(trial, *args, **kwargs)
+        except RuntimeError:
+            # Grid-like samplers call study.stop() once every point has been tried, which Optuna
+            # allows only inside study.optimize; the trial is stored all the same.
+            if not self.exhaustive:
+                raise
+            log.info("The sampler has tried every point of the search space; the sweep ends")
+            self.exhausted = True
+        return True
+
+    def _set_attr(self, trial, key: str, value: Any) -> None:
+        import optuna
+
+        try:
+            trial.set_user_attr(key, value)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # failed as stale by another worker meanwhile; _tell says so
+
+    def tell(self, trial, ret) -> Optional[str]:
+        """Record a job's return; the error line when the trial failed, else None."""
+        import optuna
+        from hydra.core.utils import JobStatus
+        from optuna.trial import TrialState
+
+        job_dir = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir") if ret.hydra_cfg else None
+        if job_dir:
+            self._set_attr(trial, "job_dir", str(job_dir))
+        if ret.status == JobStatus.COMPLETED:
+            values, error = returned_values(returned(ret), self.n_objectives)
+            if values is not None:
+                if self._tell(trial, values if self.n_objectives > 1 else values[0]):
+                    self.finished += 1
+                log.info("Trial %d: %s", trial.number, values if self.n_objectives > 1 else values[0])
+                return None
+        else:
+            exc = returned(ret)
+            if isinstance(exc, optuna.TrialPruned):
+                if self._tell(trial, state=TrialState.PRUNED):
+                    self.finished += 1
+                log.info("Trial %d pruned", trial.number)
+                return None
+            text = str(exc).strip()
+            # One line, long enough for submitit's "Job 7_0 ... has not produced any output (state: CANCELLED by 0)".
+            error = f"{type(exc).__name__}: {' '.join(text.split())[:400]}"
+            if not isinstance(exc, UserError):  # a bug: keep its traceback in the sweep log
+                log.warning("Trial %d raised", trial.number, exc_info=(type(exc), exc, exc.__traceback__))
+        self._set_attr(trial, "error", error)
+        if self._tell(trial, state=TrialState.FAIL):
+            self.failed.append((trial, error))
+        log.warning("Trial %d failed: %s", trial.number, error)
+        return error
+
+    def fail_unfinished(self, trials: Sequence[Any], key: str, reason: str) -> List[int]:
+        """Trials that will not report (the sweep stopped): FAILED without an error, so a rerun
+        replaces them; ``key`` (``interrupted``, ``cancelled``) says why. Returns their numbers."""
+        from optuna.trial import TrialState
+
+        numbers = []
+        for trial in trials:
+            if internals.state_of(self.study, trial) == TrialState.RUNNING:
+                self._set_attr(trial, key, reason)
+                self.study.tell(trial, state=TrialState.FAIL)
+                numbers.append(trial.number)
+        return numbers

@@ -1,4 +1,4 @@
-"""Hydra internals rnnexp changes: the line Hydra prints above a single run's error.
+"""Hydra internals rnnexp uses: the line Hydra prints above a single run's error, a job's raw outcome.
 
 Hydra 1.3's ``JobReturn.return_value`` logs "Error executing job with overrides: [...]" before it
 re-raises a failed job's exception. In a multirun that line names the failing job; in a single
@@ -37,6 +37,12 @@ def single_run_errors_raised_plainly() -> Iterator[None]:
         yield
     finally:
         JobReturn.return_value = _HYDRA_RETURN_VALUE
+
+
+def returned(job: JobReturn):
+    """What a finished job returned, or the exception it raised, without raising it
+    (``JobReturn.return_value`` re-raises; a sweeper records the failure instead)."""
+    return job._return_value
 
 
 def check() -> None:

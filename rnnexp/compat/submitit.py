@@ -1,4 +1,5 @@
-"""submitit internals: its job-state watcher, replaced on clusters without SLURM accounting.
+"""submitit internals: its job-state watcher, replaced on clusters without SLURM accounting, and
+the jobs it still watches (the ones an aborted sweep cancels).
 
 submitit reads job states with ``sacct``, which needs ``slurmdbd``. On a cluster without it (the
 local one of ``scripts/start_slurm.sh``, many small lab clusters) a cancelled job would look
@@ -68,6 +69,19 @@ def read_job_states_without_accounting() -> None:
         SlurmJob.watcher = ScontrolWatcher(delay_s=SlurmJob.watcher._delay_s)
 
 
+def unfinished_jobs() -> List[str]:
+    """The SLURM job ids this process submitted through submitit and has not seen finish.
+
+    submitit registers every job it submits with its one watcher per process, which is the only
+    list of them a launcher leaves (Hydra's submitit launcher keeps its job objects to itself);
+    read through ``getattr``, so a submitit without them gives no ids.
+    """
+    watcher = getattr(SlurmJob, "watcher", None)
+    registered = set(getattr(watcher, "_registered", ()))
+    finished = set(getattr(watcher, "_finished", ()))
+    return sorted(registered - finished)
+
+
 def check() -> None:
     import submitit
 
@@ -75,6 +89,8 @@ def check() -> None:
         ("SlurmJob.watcher", isinstance(getattr(SlurmJob, "watcher", None), SlurmInfoWatcher)),
         ("SlurmInfoWatcher._make_command", callable(getattr(SlurmInfoWatcher, "_make_command", None))),
         ("SlurmInfoWatcher._delay_s", hasattr(getattr(SlurmJob, "watcher", None), "_delay_s")),
+        ("SlurmInfoWatcher._registered", hasattr(getattr(SlurmJob, "watcher", None), "_registered")),
+        ("SlurmInfoWatcher._finished", hasattr(getattr(SlurmJob, "watcher", None), "_finished")),
     ) if not ok]
     if missing:
         raise RuntimeError(f"submitit {submitit.__version__} lacks {', '.join(missing)}: update rnnexp/compat/submitit.py")
