@@ -52,14 +52,10 @@ def _scalars(metrics: Dict[str, Any]) -> Dict[str, float]:
 
 def _sweep_callbacks(cfg: DictConfig) -> List[pl.Callback]:
     """The pruning callback when this job is a trial of an ``hydra/sweeper=rnnexp_optuna`` sweep."""
-    from hydra_plugins.rnnexp_optuna_sweeper.job import current_trial
+    from rnnexp.callbacks.optuna_pruning import for_this_job
 
-    trial = current_trial() if cfg.get("optimized_metric") else None
-    if trial is None:
-        return []
-    from rnnexp.callbacks.optuna_pruning import OptunaPruning
-
-    return [OptunaPruning(trial, cfg.optimized_metric)]
+    pruning = for_this_job(cfg.get("optimized_metric"))
+    return [] if pruning is None else [pruning]
 
 
 def _cluster_callbacks(cfg: DictConfig) -> List[pl.Callback]:

@@ -184,3 +184,16 @@ def test_the_top_level_holds_the_entry_points_and_the_contracts():
     """Beside its sub-packages, rnnexp/ holds the commands, the batch contract, the errors and sampling."""
     top = {p.stem for p in (ROOT / "rnnexp").glob("*.py")} - {"__init__"}
     assert top == ENTRY_POINTS | {"batch", "errors", "sampling"}
+
+
+def test_the_product_reaches_the_sweeper_through_one_function():
+    """Only the pruning callback imports the sweeper plugin, and only its job contract."""
+    found = sorted({(str(p.relative_to(ROOT)), m) for p, m in _plugin_imports()})
+    assert found == [("rnnexp/callbacks/optuna_pruning.py", "hydra_plugins.rnnexp_optuna_sweeper.job")]
+
+
+def _plugin_imports():
+    for path in (ROOT / "rnnexp").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hydra_plugins"):
+                yield path, node.module

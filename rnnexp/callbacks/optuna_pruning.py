@@ -1,12 +1,16 @@
 """Stop an Optuna trial early when its validation metric is worse than the pruner allows.
 
 optuna.integration's Lightning callback moved to the separate optuna-integration package;
-this is the few lines it takes. The sweeper adds it to jobs of an ``rnnexp_optuna`` sweep.
+this is the few lines it takes. :func:`for_this_job` gives one to a job of an ``rnnexp_optuna``
+sweep: the trial comes from the sweeper's one public function for jobs
+(``hydra_plugins.rnnexp_optuna_sweeper.job.current_trial``), so the task function knows nothing
+of the plugin and the plugin nothing of the task.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import pytorch_lightning as pl
 
@@ -36,3 +40,14 @@ class OptunaPruning(pl.Callback):
             import optuna
 
             raise optuna.TrialPruned(f"trial {self.trial.number} pruned at epoch {epoch}: {self.monitor}={value:.6g}")
+
+
+def for_this_job(monitor: Optional[str]) -> Optional[OptunaPruning]:
+    """The pruning callback when this process runs a trial of an ``rnnexp_optuna`` sweep (and the
+    run names the metric to report); None otherwise."""
+    if not monitor:
+        return None
+    from hydra_plugins.rnnexp_optuna_sweeper.job import current_trial
+
+    trial = current_trial()
+    return None if trial is None else OptunaPruning(trial, monitor)
