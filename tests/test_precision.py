@@ -21,6 +21,25 @@ def _bf16():
     return torch.autocast("cpu", dtype=BF16)
 
 
+def _lstm_runs_in_bf16() -> bool:
+    """oneDNN has no bf16 LSTM primitive on CPUs without AVX-512 BF16 or AMX ("could not create a
+    primitive descriptor for the LSTM forward propagation primitive"); the bf16 LSTM is only
+    testable where it exists. (trainer.precision=auto's probe sees the same error and keeps fp32.)"""
+    try:
+        with torch.no_grad(), _bf16():
+            torch.nn.LSTM(2, 2)(torch.zeros(1, 1, 2))
+        return True
+    except RuntimeError:
+        return False
+
+
+NO_BF16_LSTM = pytest.mark.skipif(not _lstm_runs_in_bf16(), reason="no bf16 LSTM kernel on this CPU (oneDNN)")
+BF16_CELLS = [pytest.param(c, marks=NO_BF16_LSTM) if c == "lstm" else c for c in sorted(CELLS)]
+# bf16 keeps 8 significant bits: one rounding of a value in [-1, 1] is off by at most 2**-9, one
+# unit in the last place (ulp) at 1 is 2**-8 = 0.0039.
+ULP = 2.0 ** -8
+
+
 def _block_dtypes(backbone):
     """Forward hooks recording the dtypes of every block's input, output and parameters. The output's
     dtype is the one the kernel ran in (autocast casts the LSTM's fp32 input inside the call)."""
@@ -36,7 +55,7 @@ def _block_dtypes(backbone):
     return seen
 
 
-@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("cell", BF16_CELLS)
 def test_each_cell_trains_a_few_steps_under_bf16_mixed_in_a_real_trainer(tmp_path, cell):
     dm = ToyWordsDataModule("hello_batch")
     torch.manual_seed(0)
@@ -84,7 +103,7 @@ def test_block_runs_in_bf16_with_fp32_master_weights_and_gradients_and_packed_le
     assert all(t.dtype == torch.float32 for s in final for t in (s if isinstance(s, tuple) else (s,)))
 
 
-@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("cell", BF16_CELLS)
 def test_bf16_agrees_with_fp32_and_a_carried_state_matches_one_long_window(cell):
     torch.manual_seed(0)
     backbone = RecurrentBackbone(5, cell=cell, hidden_size=16, num_layers=2).eval()
@@ -95,13 +114,21 @@ def test_bf16_agrees_with_fp32_and_a_carried_state_matches_one_long_window(cell)
             full, _ = backbone(x)
             first, state = backbone(x[:, :20])
             second, _ = backbone(x[:, 20:], lengths=None, state=state)
-    assert (full.float() - full32).abs().max() < 0.05  # bf16 keeps 8 bits of mantissa
-    # Carrying the (fp32) state between two windows reads the sequence as one window does.
+    # Outputs lie in [-1, 1]; every step rounds the inputs, weights and state to bf16, and the error
+    # of 40 steps x 2 layers does not stay within one rounding: the measured worst case is 0.0031-0.0056
+    # (gru, jordan, rnn; seeds 0-2; AMD EPYC, no AVX-512), the mean 0.0006-0.0012. The bounds allow
+    # about 4x that: 5 ulps for the worst element, one ulp for the mean (an fp32 run scores ~1e-7).
+    error = (full.float() - full32).abs()
+    assert error.max() < 5 * ULP and error.mean() < ULP
+    # Carrying the (fp32) state between two windows reads the sequence as one window does: the
+    # state re-enters bf16 with the same rounding, so it is exact here (measured 0); one ulp of the
+    # output's size is left for kernels that block the time loop differently (oneDNN with AMX).
     joined = torch.cat([first, second], 1).float()
-    assert (joined - full.float()).abs().max() < 0.05
+    assert (joined - full.float()).abs().max() <= ULP * full.float().abs().max()
 
 
-@pytest.mark.parametrize("cell,nonlinearity", [("gru", "tanh"), ("rnn", "elu"), ("lstm", "tanh")])
+@pytest.mark.parametrize("cell,nonlinearity", [("gru", "tanh"), ("rnn", "elu"),
+                                               pytest.param("lstm", "tanh", marks=NO_BF16_LSTM)])
 def test_the_diagnostics_path_runs_in_bf16_and_gives_state_gradients(cell, nonlinearity):
     torch.manual_seed(0)
     backbone = RecurrentBackbone(3, cell=cell, hidden_size=6, nonlinearity=nonlinearity, bidirectional=True).eval()
@@ -112,7 +139,9 @@ def test_the_diagnostics_path_runs_in_bf16_and_gives_state_gradients(cell, nonli
             unrolled, final = backbone(x, lengths)
         loss = unrolled.float().sum()
     grads = state_gradients(loss, taps)
-    assert (unrolled.float() - fused.float()).abs().max() < 0.05
+    # The unrolled cells compute what the fused kernel does, in the same dtypes: equal here (measured
+    # 0 for gru and rnn); one ulp of the output's size covers a kernel that sums in another order.
+    assert (unrolled.float() - fused.float()).abs().max() <= ULP * fused.float().abs().max()
     assert grads[0].shape == (2, 6, 12) and torch.isfinite(grads[0]).all() and grads[0].abs().sum() > 0
 
 
@@ -160,7 +189,7 @@ def test_fused_adam_falls_back_only_where_lightning_refuses_to_clip_it(tmp_path,
     # Lightning's mixed-precision plugin raises on clipping a fused optimizer, so that one
     # combination runs torch's foreach update instead of failing at the first step.
     dm = ToyWordsDataModule("hello_batch")
-    model = SequenceTagger(**dm.spec().model_kwargs(), cell="lstm", hidden_size=8, optimizer=FUSED_ADAM)
+    model = SequenceTagger(**dm.spec().model_kwargs(), cell="gru", hidden_size=8, optimizer=FUSED_ADAM)
     trainer = pl.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False,
                          enable_checkpointing=False, max_steps=2, limit_val_batches=1, precision=precision_flag,
                          gradient_clip_val=clip)
