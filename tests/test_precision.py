@@ -1,6 +1,10 @@
 """bf16-mixed for every cell and path: the recurrent block runs in bf16, master weights and
 their gradients stay fp32, packed lengths and the carried state behave; trainer.precision=auto."""
 
+import json
+import math
+from pathlib import Path
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -149,7 +153,7 @@ def test_every_cell_in_the_table_says_whether_autocast_covers_it():
     assert CELLS["lstm"].autocast_covers and not CELLS["gru"].autocast_covers and not CELLS["rnn"].autocast_covers
 
 
-def test_auto_picks_bf16_only_where_the_cpu_has_amx(tmp_path, monkeypatch, make_cfg):
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile amx_bf16\n")
     assert precision.cpu_bf16_flags(cpuinfo) == ("amx_bf16", "avx512_bf16")
@@ -157,13 +161,115 @@ def test_auto_picks_bf16_only_where_the_cpu_has_amx(tmp_path, monkeypatch, make_
     assert precision.cpu_bf16_flags(cpuinfo) == ()
     assert precision.cpu_bf16_flags(tmp_path / "missing") == ()
 
-    # AVX-512 BF16 without AMX runs bf16 matmuls slower than fp32 (docs/precision.md).
+
+def test_the_probe_decides_from_the_measured_ratio():
+    assert precision.decide(1.68)[0] == "bf16-mixed" and "1.68x" in precision.decide(1.68)[1]
+    assert precision.decide(precision.MIN_SPEEDUP)[0] == "bf16-mixed"
+    assert precision.decide(1.05)[0] == "32-true" and "1.05x" in precision.decide(1.05)[1]
+    assert precision.decide(0.64)[0] == "32-true"
+    assert precision.decide(None, "no kernel") == ("32-true", "bf16 did not run on this CPU (no kernel); fp32")
+
+
+def test_the_probe_is_cached_per_key_and_survives_a_damaged_file(tmp_path):
+    calls = []
+
+    def measure(value):
+        def run():
+            calls.append(value)
+            return value
+        return run
+
+    assert precision.cached_probe(tmp_path, "a", measure(1.5)) == (1.5, None, False)
+    assert precision.cached_probe(tmp_path, "a", measure(9.0)) == (1.5, None, True)  # not measured again
+    assert precision.cached_probe(tmp_path, "b", measure(0.8)) == (0.8, None, False)  # another model shape
+    assert calls == [1.5, 0.8]
+    saved = json.loads((tmp_path / precision.CACHE_FILE).read_text())
+    assert saved["a"]["ratio"] == 1.5 and saved["b"]["host"] == precision.host_id()
+
+    def no_kernel():
+        raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation primitive.\nmore")
+
+    ratio, error, cached = precision.cached_probe(tmp_path, "c", no_kernel)
+    assert ratio is None and error.startswith("could not create a primitive") and not cached
+    assert precision.cached_probe(tmp_path, "c", measure(2.0))[:2] == (None, error)  # the failure is cached too
+    (tmp_path / precision.CACHE_FILE).write_text("{not json")
+    assert precision.cached_probe(tmp_path, "a", measure(1.2)) == (1.2, None, False)
+    assert precision.cached_probe(None, "a", measure(1.3)) == (1.3, None, False)  # no cache folder: measure
+
+
+def _tagger(cell):
+    dm = ToyWordsDataModule("hello_batch")
+    torch.manual_seed(0)
+    return SequenceTagger(**dm.spec().model_kwargs(), cell=cell, hidden_size=16, optimizer=ADAM), dm
+
+
+def test_the_probe_key_follows_the_model_shape_and_the_batch():
+    model, dm = _tagger("gru")
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    same, _ = _tagger("gru")
+    wider = SequenceTagger(**dm.spec().model_kwargs(), cell="gru", hidden_size=32, optimizer=ADAM)
+    assert precision.probe_key(model, batch) == precision.probe_key(same, batch)
+    assert precision.probe_key(model, batch) != precision.probe_key(wider, batch)
+    longer = {**batch, "inputs": torch.cat([batch["inputs"], batch["inputs"]], 1)}
+    assert precision.probe_key(model, batch) != precision.probe_key(model, longer)
+
+
+def test_a_real_probe_steps_a_copy_of_the_model_in_both_precisions_and_restores_the_rngs():
+    model, dm = _tagger("gru")
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    before = [p.detach().clone() for p in model.parameters()]
+    ratio = precision.measure_speedup(model, batch, pairs=2, budget_s=0.0)
+    assert ratio > 0 and math.isfinite(ratio)  # a speed, not asserted: timings are the benchmarks' job
+    assert all(torch.equal(a, p) and p.grad is None for a, p in zip(before, model.parameters()))
+    torch.manual_seed(5)
+    precision.probe(model, dm, None)
+    after_probe = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(torch.rand(3), after_probe)
+
+
+@pytest.mark.parametrize("measured,expected", [(1.5, "bf16-mixed"), (0.9, "32-true")])
+def test_auto_on_a_cpu_runs_the_probe_on_the_runs_model_and_logs_the_ratio(make_cfg, monkeypatch, caplog, measured,
+                                                                          expected):
+    import logging
+
+    from hydra.utils import instantiate
+
+    seen = []
+    monkeypatch.setattr(precision, "measure_speedup", lambda model, batch: seen.append(type(model).__name__) or measured)
+    cfg = make_cfg("trainer.precision=auto", "trainer.accelerator=cpu")
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, **datamodule.spec().model_kwargs())
+    with caplog.at_level(logging.INFO, logger=precision.__name__):
+        assert precision.resolve_precision(cfg, model, datamodule) == expected
+    assert cfg.trainer.precision == expected and seen == [type(model).__name__]
+    assert f"{measured:.2f}x as fast as fp32" in caplog.text and "measured now" in caplog.text
+    assert (Path(cfg.paths.cache_dir) / precision.CACHE_FILE).is_file()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=precision.__name__):  # the next run reads the cache
+        assert precision.resolve_precision(make_cfg("trainer.precision=auto"), model, datamodule) == expected
+    assert seen == [type(model).__name__] and "cached in" in caplog.text
+
+
+def test_auto_keeps_fp32_where_bf16_does_not_run_and_an_explicit_value_is_kept(make_cfg, monkeypatch):
+    def no_kernel(model, batch):
+        raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation primitive.")
+
+    monkeypatch.setattr(precision, "measure_speedup", no_kernel)
+    cfg = make_cfg("trainer.precision=auto")
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, **datamodule.spec().model_kwargs())
+    assert precision.resolve_precision(cfg, model, datamodule) == "32-true"
+    cfg = make_cfg("trainer.precision=32")  # an explicit value is kept whatever the hardware
+    assert precision.resolve_precision(cfg, model, datamodule) == "32" and cfg.trainer.precision == 32
+    # Without the run's model (a caller that has none) the CPU flags decide, as before the probe.
     for flags, expected in [(("amx_bf16", "avx512_bf16"), "bf16-mixed"), (("avx512_bf16",), "32-true"), ((), "32-true")]:
         monkeypatch.setattr(precision, "cpu_bf16_flags", lambda flags=flags: flags)
-        cfg = make_cfg("trainer.precision=auto")
-        assert precision.resolve_precision(cfg) == expected and cfg.trainer.precision == expected
-    cfg = make_cfg("trainer.precision=32")  # an explicit value is kept whatever the hardware
-    assert precision.resolve_precision(cfg) == "32" and cfg.trainer.precision == 32
+        assert precision.resolve_precision(make_cfg("trainer.precision=auto")) == expected
 
 
 @pytest.mark.parametrize("value", ["32-true", "bf16-mixed", "auto"])
