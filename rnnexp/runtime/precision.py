@@ -99,7 +99,8 @@ def decide(ratio: Optional[float], error: Optional[str] = None) -> Tuple[str, st
 def measure_speedup(model: Any, batch: Dict[str, Any], pairs: int = 6, budget_s: float = 1.0) -> float:
     """fp32 time / bf16-autocast time of forward + backward steps of a deep copy of ``model``
     (its ``diagnostic_loss`` on ``batch``): one warm-up step each, then up to ``pairs`` pairs in
-    alternating order (AB BA ...) until ``budget_s`` has passed after two pairs; totals, not medians.
+    alternating order (AB BA ...) until ``budget_s`` has passed after two pairs, or after the first
+    pair where bf16 is more than twice as slow (emulated bf16: decided); totals, not medians.
     Raises what a bf16 step raises (no bf16 kernel on this CPU)."""
     import torch
 
@@ -123,6 +124,8 @@ def measure_speedup(model: Any, batch: Dict[str, Any], pairs: int = 6, budget_s:
         for bf16 in ((False, True) if i % 2 == 0 else (True, False)):
             totals[bf16] += step(bf16)
         if i >= 1 and time.perf_counter() - begun > budget_s:
+            break
+        if totals[True] > 2 * totals[False]:  # decisively slower (bf16 emulated): no need for more
             break
     return totals[False] / max(totals[True], 1e-12)
 
