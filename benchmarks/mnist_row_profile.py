@@ -1,97 +1,139 @@
-"""Where a row-MNIST training step's time goes: rnnexp through Lightning vs the plain loop, sampled.
+"""Where a row-MNIST training step's time goes: rnnexp (``experiment=mnist_row_lstm`` as the
+reference model, as in mnist_row.py) against the plain loop, both under torch.profiler.
 
-    pip install py-spy
-    .venv/bin/python benchmarks/mnist_row_profile.py [--batches 300] [--rate 250]
+    python benchmarks/mnist_row_profile.py [--steps 40] [--warmup 20]
 
-Runs ``benchmarks/mnist_row.py``'s lockstep comparison (``experiment=mnist_row_lstm`` as the
-reference model, a real Trainer, the plain ``nn.LSTM`` loop stepping on the same batches inside
-a callback) for one partial epoch under py-spy, a sampling profiler that does not slow the code
-it samples (cProfile's per-call cost distorts exactly the small Python calls this is about).
-Each sample of the main thread is put in one bucket, by the frames on its stack, and the
-buckets are printed as milliseconds per step on each side: what both sides do (the LSTM's
-forward and backward, the optimizer), and what only rnnexp does (its modules' Python around
-the kernels, Lightning's loop and hooks, logging, epoch sums, callbacks).
+rnnexp runs a real Trainer with Lightning's ``PyTorchProfiler`` (torch.profiler with a
+``record_function`` around every Lightning hook and action: ``[Strategy]...training_step``,
+``[LightningModule]...optimizer_step``, ``[Callback]...on_train_batch_end``, the dataloader
+fetch, ...), profiling ``--steps`` steps after ``--warmup``; the plain loop is profiled over the
+same number of steps with its phases labelled (data, forward, backward, clip, step). Prints, per
+training step, each label's wall time (CPU total, inclusive) and the aten ops' self time, so the
+gap between the two is where rnnexp's extra time goes. One torch thread. Ratios from a loaded
+machine are not citable; the breakdown is, with that caveat.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
-import os
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CHILD = """
-import sys, torch
-sys.path.insert(0, {root!r})
-torch.set_num_threads(1)
-from benchmarks.mnist_common import fit_in_lockstep
-from benchmarks.mnist_row import AS_REFERENCE
-lock = fit_in_lockstep("mnist_row_lstm", [*AS_REFERENCE, "trainer.max_epochs=1", "+trainer.limit_train_batches={batches}",
-                       "+trainer.limit_val_batches=0", "test=false", "threads=1"], {data!r}, validate=False, test_limit=1000)
-print("steps", len(lock.rnnexp_step_seconds) + 1)
-"""
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
-# (bucket, substrings of which one must be on the stack), first match wins, deepest concerns first.
-BUCKETS = [
-    ("reference: whole step", ("Lockstep.on_train_batch_end (", "mnist_common.py")),
-    ("shared: backward", ("backward (torch/_tensor.py", "_engine_run_backward")),
-    ("shared: LSTM forward kernel", ("forward (torch/nn/modules/rnn.py",)),
-    ("rnnexp: model Python around the kernel", ("(rnnexp/models/nets/",)),
-    ("rnnexp: task step (loss, epoch sums, logging)", ("(rnnexp/models/tasks/",)),
-    ("rnnexp: callbacks", ("(rnnexp/callbacks/",)),
-    ("lightning: logging", ("logger_connector", "(pytorch_lightning/loggers/")),
-    # Lightning's automatic optimization runs the step and backward inside optimizer.step(closure):
-    # only what is left once those are taken out is the update itself.
-    ("shared: optimizer update", ("step (torch/optim/adam.py", "_fused_adam", "adam (torch/optim")),
-    ("data: fetch and collate", ("fetch", "_next_data", "collate")),
-    ("lightning: loop, hooks, precision plugin", ("(pytorch_lightning/",)),
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.mnist_common import DEFAULT_DATA, Reference, preset_config  # noqa: E402
+from benchmarks.mnist_row import AS_REFERENCE  # noqa: E402
 
 
-def bucket(stack: str) -> str:
-    for name, needles in BUCKETS:
-        if name.startswith("reference"):  # the Lockstep callback's hook, by its file
-            if any(f.startswith(needles[0]) and needles[1] in f for f in stack.split(";")):
-                return name
-        elif any(n in stack for n in needles):
-            return name
-    return "other"
+def _grouped(events):
+    """{label: (inclusive CPU us, calls)} summed over events of the same label."""
+    out = {}
+    for e in events:
+        key = getattr(e, "key", None) or e.name
+        total, count = out.get(key, (0.0, 0))
+        out[key] = (total + e.cpu_time_total, count + getattr(e, "count", 1))
+    return out
+
+
+def table(events, steps: int, prefix_filter=None, top: int = 30) -> None:
+    rows = sorted(_grouped(events).items(), key=lambda kv: kv[1][0], reverse=True)
+    shown = 0
+    for key, (total, count) in rows:
+        if prefix_filter and not prefix_filter(key):
+            continue
+        print(f"  {key.replace('[pl][profile]', '')[:86]:<86} {total / 1000 / steps:8.3f} ms/step  (x{count / steps:.1f})")
+        shown += 1
+        if shown >= top:
+            break
+
+
+def aten_self(events, steps: int) -> float:
+    return sum(e.self_cpu_time_total for e in events if (getattr(e, "key", None) or e.name).startswith("aten::")) / 1000 / steps
+
+
+def rnnexp_side(args) -> None:
+    from pytorch_lightning.profilers import PyTorchProfiler
+
+    from rnnexp.train import build
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = preset_config("mnist_row_lstm", [*AS_REFERENCE, "trainer.max_epochs=1", "test=false",
+                                               f"+trainer.limit_train_batches={args.warmup + args.steps + 2}",
+                                               "+trainer.limit_val_batches=0", "+trainer.num_sanity_val_steps=0"],
+                            args.data, out)
+        torch.manual_seed(0)
+        datamodule, model, trainer = build(cfg)
+        profiler = PyTorchProfiler(dirpath=out, filename="profile", export_to_chrome=False, row_limit=0,
+                                   schedule=schedule(wait=args.warmup - 2, warmup=2, active=args.steps, repeat=1),
+                                   record_module_names=False)
+        trainer.profiler = profiler
+        profiler._lightning_module = model
+        trainer.fit(model, datamodule=datamodule)
+        events = profiler.function_events
+    # Lightning's profiler records every hook, the no-op ones too, and actions around the step.
+    steps = args.steps
+    print(f"rnnexp (Trainer, mnist_row_lstm as the reference model), {steps} profiled steps (labels are"
+          " inclusive and nested):")
+    table(events, steps, lambda k: k.startswith("[pl]") or k.startswith("Optimizer"))
+    print(f"  aten ops, self time: {aten_self(events, steps):.3f} ms/step")
+    grouped = {k.replace("[pl][profile]", ""): v for k, v in _grouped(events).items()}
+    hooks = {"callback hooks": lambda k: k.startswith("[Callback]"),
+             "LightningModule hooks (not optimizer_step, which holds the step)":
+                 lambda k: k.startswith("[LightningModule]") and not k.endswith(".optimizer_step"),
+             "batch to device (strategy)": lambda k: k.endswith("batch_to_device") and k.startswith("[Strategy]"),
+             "dataloader fetch": lambda k: k.endswith("train_dataloader_next")}
+    print("  summed (ms/step):", "; ".join(f"{name} {sum(v[0] for k, v in grouped.items() if test(k)) / 1000 / steps:.3f}"
+                                           for name, test in hooks.items()))
+
+
+def plain_side(args) -> None:
+    from rnnexp.data.mnist import MNISTDataModule
+
+    dm = MNISTDataModule(str(Path(args.data) / "mnist"), batch_size=128)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    model = Reference(28, 128)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    loss_fn = nn.CrossEntropyLoss()
+    batches = iter(dm.train_dataloader())
+
+    def step():
+        with record_function("plain.data"):
+            batch = next(batches)
+        with record_function("plain.forward"):
+            loss = loss_fn(model(batch["inputs"]), batch["targets"])
+        with record_function("plain.backward"):
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        with record_function("plain.optimizer_step"):
+            optimizer.step()
+
+    for _ in range(args.warmup):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(args.steps):
+            with record_function("plain.step"):
+                step()
+    events = prof.key_averages()
+    print(f"plain loop, {args.steps} profiled steps:")
+    table(events, args.steps, lambda k: k.startswith("plain."))
+    print(f"  aten ops, self time: {aten_self(events, args.steps):.3f} ms/step")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=300)
-    parser.add_argument("--rate", type=int, default=250, help="samples per second")
-    parser.add_argument("--data-dir", default=os.environ.get("RNNEXP_DATA_DIR") or str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--keep", help="copy py-spy's raw stacks to this file")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--data", default=DEFAULT_DATA)
     args = parser.parse_args()
-    if shutil.which("py-spy") is None:
-        sys.exit("error: py-spy is not installed; pip install py-spy")
-    with tempfile.TemporaryDirectory() as tmp:
-        script, raw = Path(tmp) / "child.py", Path(tmp) / "raw.txt"
-        script.write_text(CHILD.format(root=str(ROOT), batches=args.batches, data=args.data_dir))
-        out = subprocess.run(["py-spy", "record", "-r", str(args.rate), "-f", "raw", "-o", str(raw), "--",
-                              sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
-        if args.keep:
-            shutil.copy(raw, args.keep)
-        steps = int(next(line.split()[1] for line in out.splitlines() if line.startswith("steps ")))
-        counts: collections.Counter = collections.Counter()
-        for line in raw.read_text().splitlines():
-            stack, _, n = line.rpartition(" ")
-            if "run_training_epoch" in stack or "training_epoch_loop.py" in stack:  # the fit's main thread
-                counts[bucket(stack)] += int(n)
-    per_step = {name: 1000 * n / args.rate / steps for name, n in counts.items()}
-    print(f"{steps} steps, {sum(counts.values())} samples at {args.rate}/s; ms per step (sampled, wall time):")
-    for name, ms in sorted(per_step.items(), key=lambda kv: -kv[1]):
-        print(f"  {ms:7.2f}  {name}")
-    only_rnnexp = sum(ms for name, ms in per_step.items() if not name.startswith(("shared", "reference")))
-    reference = per_step.get("reference: whole step", float("nan"))
-    print(f"rnnexp's own per step: {only_rnnexp:.2f} ms beyond the shared work; the plain loop's whole step: {reference:.2f} ms")
+    torch.set_num_threads(1)
+    plain_side(args)
+    rnnexp_side(args)
 
 
 if __name__ == "__main__":

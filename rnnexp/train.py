@@ -69,9 +69,9 @@ def _cluster_callbacks(cfg: DictConfig) -> List[pl.Callback]:
 
 def build(cfg: DictConfig):
     """Instantiate the datamodule, model, callbacks, loggers and trainer of a composed config."""
-    resolve_precision(cfg)  # trainer.precision=auto -> bf16-mixed or 32-true for this machine, logged
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, **datamodule.spec().model_kwargs())
+    resolve_precision(cfg, model, datamodule)  # trainer.precision=auto: probed on this model, logged
     # model=auto becomes the class it picked, so config.yaml records what ran.
     cfg.model._target_ = f"{type(model).__module__}.{type(model).__qualname__}"
     callbacks = _instantiate_all(cfg.get("callbacks")) + _sweep_callbacks(cfg) + _cluster_callbacks(cfg)

@@ -1,6 +1,10 @@
 """bf16-mixed for every cell and path: the recurrent block runs in bf16, master weights and
 their gradients stay fp32, packed lengths and the carried state behave; trainer.precision=auto."""
 
+import json
+import math
+from pathlib import Path
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -21,6 +25,25 @@ def _bf16():
     return torch.autocast("cpu", dtype=BF16)
 
 
+def _lstm_runs_in_bf16() -> bool:
+    """oneDNN has no bf16 LSTM primitive on CPUs without AVX-512 BF16 or AMX ("could not create a
+    primitive descriptor for the LSTM forward propagation primitive"); the bf16 LSTM is only
+    testable where it exists. (trainer.precision=auto's probe sees the same error and keeps fp32.)"""
+    try:
+        with torch.no_grad(), _bf16():
+            torch.nn.LSTM(2, 2)(torch.zeros(1, 1, 2))
+        return True
+    except RuntimeError:
+        return False
+
+
+NO_BF16_LSTM = pytest.mark.skipif(not _lstm_runs_in_bf16(), reason="no bf16 LSTM kernel on this CPU (oneDNN)")
+BF16_CELLS = [pytest.param(c, marks=NO_BF16_LSTM) if c == "lstm" else c for c in sorted(CELLS)]
+# bf16 keeps 8 significant bits: one rounding of a value in [-1, 1] is off by at most 2**-9, one
+# unit in the last place (ulp) at 1 is 2**-8 = 0.0039.
+ULP = 2.0 ** -8
+
+
 def _block_dtypes(backbone):
     """Forward hooks recording the dtypes of every block's input, output and parameters. The output's
     dtype is the one the kernel ran in (autocast casts the LSTM's fp32 input inside the call)."""
@@ -36,7 +59,7 @@ def _block_dtypes(backbone):
     return seen
 
 
-@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("cell", BF16_CELLS)
 def test_each_cell_trains_a_few_steps_under_bf16_mixed_in_a_real_trainer(tmp_path, cell):
     dm = ToyWordsDataModule("hello_batch")
     torch.manual_seed(0)
@@ -84,7 +107,7 @@ def test_block_runs_in_bf16_with_fp32_master_weights_and_gradients_and_packed_le
     assert all(t.dtype == torch.float32 for s in final for t in (s if isinstance(s, tuple) else (s,)))
 
 
-@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("cell", BF16_CELLS)
 def test_bf16_agrees_with_fp32_and_a_carried_state_matches_one_long_window(cell):
     torch.manual_seed(0)
     backbone = RecurrentBackbone(5, cell=cell, hidden_size=16, num_layers=2).eval()
@@ -95,13 +118,21 @@ def test_bf16_agrees_with_fp32_and_a_carried_state_matches_one_long_window(cell)
             full, _ = backbone(x)
             first, state = backbone(x[:, :20])
             second, _ = backbone(x[:, 20:], lengths=None, state=state)
-    assert (full.float() - full32).abs().max() < 0.05  # bf16 keeps 8 bits of mantissa
-    # Carrying the (fp32) state between two windows reads the sequence as one window does.
+    # Outputs lie in [-1, 1]; every step rounds the inputs, weights and state to bf16, and the error
+    # of 40 steps x 2 layers does not stay within one rounding: the measured worst case is 0.0031-0.0056
+    # (gru, jordan, rnn; seeds 0-2; AMD EPYC, no AVX-512), the mean 0.0006-0.0012. The bounds allow
+    # about 4x that: 5 ulps for the worst element, one ulp for the mean (an fp32 run scores ~1e-7).
+    error = (full.float() - full32).abs()
+    assert error.max() < 5 * ULP and error.mean() < ULP
+    # Carrying the (fp32) state between two windows reads the sequence as one window does: the
+    # state re-enters bf16 with the same rounding, so it is exact here (measured 0); one ulp of the
+    # output's size is left for kernels that block the time loop differently (oneDNN with AMX).
     joined = torch.cat([first, second], 1).float()
-    assert (joined - full.float()).abs().max() < 0.05
+    assert (joined - full.float()).abs().max() <= ULP * full.float().abs().max()
 
 
-@pytest.mark.parametrize("cell,nonlinearity", [("gru", "tanh"), ("rnn", "elu"), ("lstm", "tanh")])
+@pytest.mark.parametrize("cell,nonlinearity", [("gru", "tanh"), ("rnn", "elu"),
+                                               pytest.param("lstm", "tanh", marks=NO_BF16_LSTM)])
 def test_the_diagnostics_path_runs_in_bf16_and_gives_state_gradients(cell, nonlinearity):
     torch.manual_seed(0)
     backbone = RecurrentBackbone(3, cell=cell, hidden_size=6, nonlinearity=nonlinearity, bidirectional=True).eval()
@@ -112,7 +143,9 @@ def test_the_diagnostics_path_runs_in_bf16_and_gives_state_gradients(cell, nonli
             unrolled, final = backbone(x, lengths)
         loss = unrolled.float().sum()
     grads = state_gradients(loss, taps)
-    assert (unrolled.float() - fused.float()).abs().max() < 0.05
+    # The unrolled cells compute what the fused kernel does, in the same dtypes: equal here (measured
+    # 0 for gru and rnn); one ulp of the output's size covers a kernel that sums in another order.
+    assert (unrolled.float() - fused.float()).abs().max() <= ULP * fused.float().abs().max()
     assert grads[0].shape == (2, 6, 12) and torch.isfinite(grads[0]).all() and grads[0].abs().sum() > 0
 
 
@@ -120,7 +153,7 @@ def test_every_cell_in_the_table_says_whether_autocast_covers_it():
     assert CELLS["lstm"].autocast_covers and not CELLS["gru"].autocast_covers and not CELLS["rnn"].autocast_covers
 
 
-def test_auto_picks_bf16_only_where_the_cpu_has_amx(tmp_path, monkeypatch, make_cfg):
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile amx_bf16\n")
     assert precision.cpu_bf16_flags(cpuinfo) == ("amx_bf16", "avx512_bf16")
@@ -128,13 +161,115 @@ def test_auto_picks_bf16_only_where_the_cpu_has_amx(tmp_path, monkeypatch, make_
     assert precision.cpu_bf16_flags(cpuinfo) == ()
     assert precision.cpu_bf16_flags(tmp_path / "missing") == ()
 
-    # AVX-512 BF16 without AMX runs bf16 matmuls slower than fp32 (docs/precision.md).
+
+def test_the_probe_decides_from_the_measured_ratio():
+    assert precision.decide(1.68)[0] == "bf16-mixed" and "1.68x" in precision.decide(1.68)[1]
+    assert precision.decide(precision.MIN_SPEEDUP)[0] == "bf16-mixed"
+    assert precision.decide(1.05)[0] == "32-true" and "1.05x" in precision.decide(1.05)[1]
+    assert precision.decide(0.64)[0] == "32-true"
+    assert precision.decide(None, "no kernel") == ("32-true", "bf16 did not run on this CPU (no kernel); fp32")
+
+
+def test_the_probe_is_cached_per_key_and_survives_a_damaged_file(tmp_path):
+    calls = []
+
+    def measure(value):
+        def run():
+            calls.append(value)
+            return value
+        return run
+
+    assert precision.cached_probe(tmp_path, "a", measure(1.5)) == (1.5, None, False)
+    assert precision.cached_probe(tmp_path, "a", measure(9.0)) == (1.5, None, True)  # not measured again
+    assert precision.cached_probe(tmp_path, "b", measure(0.8)) == (0.8, None, False)  # another model shape
+    assert calls == [1.5, 0.8]
+    saved = json.loads((tmp_path / precision.CACHE_FILE).read_text())
+    assert saved["a"]["ratio"] == 1.5 and saved["b"]["host"] == precision.host_id()
+
+    def no_kernel():
+        raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation primitive.\nmore")
+
+    ratio, error, cached = precision.cached_probe(tmp_path, "c", no_kernel)
+    assert ratio is None and error.startswith("could not create a primitive") and not cached
+    assert precision.cached_probe(tmp_path, "c", measure(2.0))[:2] == (None, error)  # the failure is cached too
+    (tmp_path / precision.CACHE_FILE).write_text("{not json")
+    assert precision.cached_probe(tmp_path, "a", measure(1.2)) == (1.2, None, False)
+    assert precision.cached_probe(None, "a", measure(1.3)) == (1.3, None, False)  # no cache folder: measure
+
+
+def _tagger(cell):
+    dm = ToyWordsDataModule("hello_batch")
+    torch.manual_seed(0)
+    return SequenceTagger(**dm.spec().model_kwargs(), cell=cell, hidden_size=16, optimizer=ADAM), dm
+
+
+def test_the_probe_key_follows_the_model_shape_and_the_batch():
+    model, dm = _tagger("gru")
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    same, _ = _tagger("gru")
+    wider = SequenceTagger(**dm.spec().model_kwargs(), cell="gru", hidden_size=32, optimizer=ADAM)
+    assert precision.probe_key(model, batch) == precision.probe_key(same, batch)
+    assert precision.probe_key(model, batch) != precision.probe_key(wider, batch)
+    longer = {**batch, "inputs": torch.cat([batch["inputs"], batch["inputs"]], 1)}
+    assert precision.probe_key(model, batch) != precision.probe_key(model, longer)
+
+
+def test_a_real_probe_steps_a_copy_of_the_model_in_both_precisions_and_restores_the_rngs():
+    model, dm = _tagger("gru")
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    before = [p.detach().clone() for p in model.parameters()]
+    ratio = precision.measure_speedup(model, batch, pairs=2, budget_s=0.0)
+    assert ratio > 0 and math.isfinite(ratio)  # a speed, not asserted: timings are the benchmarks' job
+    assert all(torch.equal(a, p) and p.grad is None for a, p in zip(before, model.parameters()))
+    torch.manual_seed(5)
+    precision.probe(model, dm, None)
+    after_probe = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(torch.rand(3), after_probe)
+
+
+@pytest.mark.parametrize("measured,expected", [(1.5, "bf16-mixed"), (0.9, "32-true")])
+def test_auto_on_a_cpu_runs_the_probe_on_the_runs_model_and_logs_the_ratio(make_cfg, monkeypatch, caplog, measured,
+                                                                          expected):
+    import logging
+
+    from hydra.utils import instantiate
+
+    seen = []
+    monkeypatch.setattr(precision, "measure_speedup", lambda model, batch: seen.append(type(model).__name__) or measured)
+    cfg = make_cfg("trainer.precision=auto", "trainer.accelerator=cpu")
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, **datamodule.spec().model_kwargs())
+    with caplog.at_level(logging.INFO, logger=precision.__name__):
+        assert precision.resolve_precision(cfg, model, datamodule) == expected
+    assert cfg.trainer.precision == expected and seen == [type(model).__name__]
+    assert f"{measured:.2f}x as fast as fp32" in caplog.text and "measured now" in caplog.text
+    assert (Path(cfg.paths.cache_dir) / precision.CACHE_FILE).is_file()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=precision.__name__):  # the next run reads the cache
+        assert precision.resolve_precision(make_cfg("trainer.precision=auto"), model, datamodule) == expected
+    assert seen == [type(model).__name__] and "cached in" in caplog.text
+
+
+def test_auto_keeps_fp32_where_bf16_does_not_run_and_an_explicit_value_is_kept(make_cfg, monkeypatch):
+    def no_kernel(model, batch):
+        raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation primitive.")
+
+    monkeypatch.setattr(precision, "measure_speedup", no_kernel)
+    cfg = make_cfg("trainer.precision=auto")
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, **datamodule.spec().model_kwargs())
+    assert precision.resolve_precision(cfg, model, datamodule) == "32-true"
+    cfg = make_cfg("trainer.precision=32")  # an explicit value is kept whatever the hardware
+    assert precision.resolve_precision(cfg, model, datamodule) == "32" and cfg.trainer.precision == 32
+    # Without the run's model (a caller that has none) the CPU flags decide, as before the probe.
     for flags, expected in [(("amx_bf16", "avx512_bf16"), "bf16-mixed"), (("avx512_bf16",), "32-true"), ((), "32-true")]:
         monkeypatch.setattr(precision, "cpu_bf16_flags", lambda flags=flags: flags)
-        cfg = make_cfg("trainer.precision=auto")
-        assert precision.resolve_precision(cfg) == expected and cfg.trainer.precision == expected
-    cfg = make_cfg("trainer.precision=32")  # an explicit value is kept whatever the hardware
-    assert precision.resolve_precision(cfg) == "32" and cfg.trainer.precision == 32
+        assert precision.resolve_precision(make_cfg("trainer.precision=auto")) == expected
 
 
 @pytest.mark.parametrize("value", ["32-true", "bf16-mixed", "auto"])
@@ -160,7 +295,7 @@ def test_fused_adam_falls_back_only_where_lightning_refuses_to_clip_it(tmp_path,
     # Lightning's mixed-precision plugin raises on clipping a fused optimizer, so that one
     # combination runs torch's foreach update instead of failing at the first step.
     dm = ToyWordsDataModule("hello_batch")
-    model = SequenceTagger(**dm.spec().model_kwargs(), cell="lstm", hidden_size=8, optimizer=FUSED_ADAM)
+    model = SequenceTagger(**dm.spec().model_kwargs(), cell="gru", hidden_size=8, optimizer=FUSED_ADAM)
     trainer = pl.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False,
                          enable_checkpointing=False, max_steps=2, limit_val_batches=1, precision=precision_flag,
                          gradient_clip_val=clip)

@@ -84,13 +84,15 @@ def test_the_generation_state_gives_the_logits_of_one_pass():
         assert torch.allclose(stepped[:, 11], model(tokens[:, 4:12])[0][:, -1], atol=1e-5)
 
 
-def test_sequences_longer_than_the_context_are_read_in_windows():
-    model = net(context=4)
+def test_sequences_longer_than_the_context_are_read_with_a_sliding_window():
+    """The first `context` tokens from scratch, then `eval_stride` at a time after the tokens before
+    them (tests/test_transformer_context.py checks every token against a brute-force reference)."""
+    model = net(context=4, eval_stride=2)
     tokens = torch.randint(1, 11, (2, 10))
     with torch.no_grad():
         logits = model(tokens)[0]
-        windows = [model(tokens[:, i: i + 4])[0] for i in (0, 4, 8)]
-    assert logits.shape == (2, 10, 11) and torch.allclose(logits, torch.cat(windows, 1), atol=1e-5)
+        pieces = [model(tokens[:, :4])[0]] + [model(tokens[:, i - 2: i + 2])[0][:, -2:] for i in (4, 6, 8)]
+    assert logits.shape == (2, 10, 11) and torch.allclose(logits, torch.cat(pieces, 1), atol=1e-5)
 
 
 def test_tied_weights_share_storage_and_untied_do_not():

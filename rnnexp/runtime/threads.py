@@ -1,18 +1,24 @@
-"""The ``threads`` setting: torch's CPU threads, a number or ``auto`` (the cores other processes leave idle).
+"""The ``threads`` setting: torch's CPU threads, a number or ``auto`` (the default: the cores other
+processes leave idle).
 
 torch starts one thread per core. When another process keeps a core busy, the thread on it
 waits for it at every parallel region, and a small model's steps (which synchronise many
 times each) ran 17-20x slower with 2 threads than with 1 on our shared 2-core machine
-(benchmarks/threads.py, docs/recipes.md): hence the default of 1. Idle cores are read from ``/proc/stat`` over a short interval (while
-this process sleeps, so its own work is not counted); elsewhere all cores count as free. An
-``OMP_NUM_THREADS`` in the environment (set by a cluster scheduler or a test runner) wins.
+(benchmarks/threads.py, docs/recipes.md); on the same machine idle, 1 thread cost 1.6x
+(3 epochs of ``experiment=mnist_row_lstm``: 84.6 s with 1 thread, 52.5 s with 2; issue 27).
+So neither number is right for both: ``auto`` counts the idle cores, from ``/proc/stat`` over
+two short samples while this process sleeps (its own work is not counted; the busier sample
+wins, so a moment's lull does not read as an idle core); elsewhere all cores count as free.
+An ``OMP_NUM_THREADS`` in the environment (set by a cluster scheduler or a test runner) wins.
+Processes started at the same instant (a parallel multirun launcher) each see the same idle
+cores: give them ``threads=1`` or set ``OMP_NUM_THREADS``.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, Callable, Optional, Tuple
 
 from rnnexp.errors import ConfigError
 
@@ -51,17 +57,24 @@ def auto_threads() -> int:
         return free_cores()
 
 
-def free_cores(interval: float = 0.1) -> int:
-    """Cores of this process's affinity that were idle over ``interval`` seconds (at least 1)."""
+def free_cores(interval: float = 0.1, samples: int = 2,
+               read: Optional[Callable[[], Tuple[int, int]]] = None) -> int:
+    """Cores of this process's affinity that were idle over each of ``samples`` intervals of
+    ``interval`` seconds, the fewest of the samples (at least 1). ``read``: ``(total, idle)``
+    jiffies of the whole machine (``/proc/stat``)."""
+    read = read or _cpu_times
     cores = _cores()
+    machine = os.cpu_count() or cores
+    found = cores
     try:
-        total0, idle0 = _cpu_times()
-        time.sleep(interval)
-        total1, idle1 = _cpu_times()
+        before = read()
+        for _ in range(samples):
+            time.sleep(interval)
+            after = read()
+            (total0, idle0), (total1, idle1), before = before, after, after
+            if total1 > total0:
+                idle = machine * (idle1 - idle0) / (total1 - total0)  # idle cores of the whole machine
+                found = min(found, max(1, min(cores, int(idle + 0.5))))
     except (OSError, ValueError, IndexError):
         return cores
-    if total1 <= total0:
-        return cores
-    machine = os.cpu_count() or cores
-    idle = machine * (idle1 - idle0) / (total1 - total0)  # idle cores of the whole machine
-    return max(1, min(cores, int(idle + 0.5)))
+    return found

@@ -12,7 +12,6 @@ import math
 from typing import List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnexp.batch import PAD_INDEX
@@ -39,9 +38,17 @@ class TransformerLMNet(nn.Module):
     valid step and ``lengths`` is not needed to compute it; the loss skips padded targets
     (``IGNORE_INDEX``), as for the recurrent models. ``state`` exists for generation only:
     ``[history [1, B, H]]``, the last ``context - 1`` token ids read, batch in dimension 1 like
-    a recurrent layer's ``h`` so :mod:`rnnexp.sampling` stacks it the same way. Each call re-reads
-    history + inputs from position 0 (a sliding window, no key/value cache: generation is short).
-    Inputs longer than ``context`` without a state are read in consecutive windows of ``context``.
+    a recurrent layer's ``h`` so :mod:`rnnexp.sampling` stacks it the same way.
+
+    Given a state (generation, and the windows of validation, test and dynamic evaluation, which
+    carry it from window to window as the recurrent models carry theirs), the new tokens are
+    scored with context: a sliding window (no key/value cache) reads them in pieces of
+    ``eval_stride`` tokens, each piece after the ``context - len(piece)`` tokens before it, and
+    only the piece's logits are kept. So every token sees at least ``context - eval_stride``
+    preceding tokens where the text has them, and at most ``context - 1``; ``eval_stride=1``
+    gives each one its full ``context - 1``, at one pass per token. Inputs longer than ``context``
+    without a state read their first ``context`` tokens from scratch and the rest the same way.
+    Without a state and within the context (training), one pass from position 0.
     """
 
     windowed = True  # rnnexp.sampling: states of different lengths cannot be stacked
@@ -59,17 +66,22 @@ class TransformerLMNet(nn.Module):
         positions: str = "learned",
         context: int = 128,
         tie_weights: bool = True,
+        eval_stride: Optional[int] = None,
     ) -> None:
         super().__init__()
+        eval_stride = max(context // 2, 1) if eval_stride is None else eval_stride
         for key, value in (("d_model", d_model), ("num_heads", num_heads), ("num_layers", num_layers),
-                           ("ff_size", ff_size), ("context", context), ("vocab_size", vocab_size)):
+                           ("ff_size", ff_size), ("context", context), ("vocab_size", vocab_size),
+                           ("eval_stride", eval_stride)):
             check_positive_int(key, value)
+        if eval_stride > context:
+            raise ConfigError("eval_stride", eval_stride, f"must be at most context={context} (the tokens scored per pass)")
         if d_model % num_heads:
             raise ConfigError("num_heads", num_heads, f"must divide d_model={d_model}")
         check_fraction("dropout", dropout)
         check_fraction("attention_dropout", attention_dropout)
         check_choice("positions", positions, POSITIONS)
-        self.d_model, self.context, self.positions = d_model, context, positions
+        self.d_model, self.context, self.positions, self.eval_stride = d_model, context, positions, eval_stride
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=PAD_INDEX)
         # GPT-2's initial scale: token and position vectors small next to what the blocks add, so a
         # tied head does not start out predicting the input token itself (initial loss ~ log V).
@@ -95,16 +107,22 @@ class TransformerLMNet(nn.Module):
     def forward(self, inputs: Tensor, lengths: Optional[Tensor] = None,
                 state: Optional[List[Tensor]] = None) -> Tuple[Tensor, List[Tensor]]:
         steps = inputs.shape[1]
-        tokens = inputs if state is None else torch.cat([state[0][0].to(inputs.device), inputs], dim=1)
-        if state is None and steps > self.context:
-            # Longer than the context (whole tweets, a long prime): consecutive windows of
-            # `context` steps, each read on its own from position 0, as stream windows are.
-            batch, pad = inputs.shape[0], -steps % self.context
-            windows = F.pad(inputs, (0, pad), value=PAD_INDEX).reshape(-1, self.context)
-            logits = self._read(windows).reshape(batch, steps + pad, -1)[:, :steps]
+        if state is None and steps <= self.context:
+            logits = self._read(inputs)
+            tokens = inputs
         else:
-            tokens = tokens[:, -self.context:]
-            logits = self._read(tokens)[:, -steps:]
+            history = inputs[:, :0] if state is None else state[0][0].to(inputs.device)
+            tokens = torch.cat([history, inputs], dim=1)
+            start, pieces = history.shape[1], []
+            if start == 0:  # nothing before: the first `context` tokens from scratch
+                pieces.append(self._read(inputs[:, : self.context]))
+                start = pieces[0].shape[1]
+            while start < tokens.shape[1]:
+                end = min(start + self.eval_stride, tokens.shape[1])
+                window = tokens[:, max(end - self.context, 0) : end]
+                pieces.append(self._read(window)[:, -(end - start):])
+                start = end
+            logits = torch.cat(pieces, 1)
         history = tokens[:, max(tokens.shape[1] - (self.context - 1), 0):]
         return logits, [history.unsqueeze(0)]
 

@@ -13,7 +13,7 @@ examples per validation go to the console and to loggers that show text.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +29,23 @@ from rnnexp.models.tasks.tagger import SequenceTagger
 
 log = logging.getLogger(__name__)
 EVAL_STAGES = ("val", "test")
+
+
+def decoded_scores(tokens: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(exact [B] bool, right [B], valid [B])`` of decoded ``tokens`` [B, L] (EOS included,
+    ``PAD_INDEX`` after it) against ``targets`` [B, U] (EOS included, ``IGNORE_INDEX`` after it).
+
+    A row is exact when every target position, EOS included, is decoded right and nothing but
+    padding follows; ``right`` counts the target positions decoded right (a token after the
+    target's EOS is no target position: it only spoils ``exact``), ``valid`` the target positions.
+    """
+    width = max(tokens.shape[1], targets.shape[1])
+    pad = lambda t, v: torch.nn.functional.pad(t, (0, width - t.shape[1]), value=v)  # noqa: E731
+    decoded, wanted = pad(tokens, PAD_INDEX), pad(targets, IGNORE_INDEX)
+    valid = wanted != IGNORE_INDEX
+    right = (decoded == wanted) & valid
+    exact = (right | ~valid).all(1) & (decoded.masked_fill(valid, PAD_INDEX) == PAD_INDEX).all(1)
+    return exact, right.sum(1), valid.sum(1)
 
 
 class Seq2Seq(SequenceTagger):
@@ -122,15 +139,10 @@ class Seq2Seq(SequenceTagger):
         tokens, _ = self.net.decode(batch["inputs"], batch.get("lengths"), self.hparams.max_length,
                                     self.hparams.beam_size, self.hparams.length_penalty)
         targets = batch["targets"]
-        width = max(tokens.shape[1], targets.shape[1])
-        pad = lambda t, v: torch.nn.functional.pad(t, (0, width - t.shape[1]), value=v)  # noqa: E731
-        decoded, wanted = pad(tokens, PAD_INDEX), pad(targets, IGNORE_INDEX)
-        valid = wanted != IGNORE_INDEX
-        right = (decoded == wanted) & valid
-        exact = (right | ~valid).all(1) & (decoded.masked_fill(valid, PAD_INDEX) == PAD_INDEX).all(1)
+        exact, right, valid = decoded_scores(tokens, targets)
         metrics = self.decoded[stage]
         metrics["exact"].update(exact.float())
-        metrics["token_acc"].update(right.sum(1) / valid.sum(1), valid.sum(1))
+        metrics["token_acc"].update(right / valid, valid)
         outputs = [self._text(row) for row in tokens.tolist()]
         references = [self._text(row) for row in targets.tolist()]
         metrics["bleu"].update([" ".join(o) for o in outputs], [[" ".join(r)] for r in references])
