@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -28,6 +29,7 @@ from rnnexp.runtime.precision import resolve_precision
 from rnnexp.runtime.run_log import HeldRunLog, record_resume
 from rnnexp.runtime.allocator import set_allocator
 from rnnexp.runtime.threads import set_threads
+from rnnexp.runtime.trainer_checks import check_trainer
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +96,8 @@ def run(cfg: DictConfig) -> Optional[float]:
         failed = False
         return value
     except Exception as exc:
-        if cfg.get("resume") and held.state == "held":
-            held.refuse()
+        if held.state == "held" and (cfg.get("resume") or _remove_unused_run_dir(cfg, held)):
+            held.refuse()  # a refused resume, or a run refused before it started: nothing written
         else:
             held.record_failure(exc)
         raise
@@ -104,6 +106,29 @@ def run(cfg: DictConfig) -> Optional[float]:
         # Lightning's WandbLogger never finishes its run: without this the next job of a
         # multirun would log into this one's run. A failed job's run is marked failed.
         finish_wandb(failed=failed)
+
+
+def _remove_unused_run_dir(cfg: DictConfig, held: HeldRunLog) -> bool:
+    """Remove the directory Hydra made for a single run that failed its checks before it started.
+
+    Hydra creates the run directory (``.hydra/``, ``train.log``) before the task function can look
+    at the config, so a bad value would leave an empty run behind. Only a fresh single run's own
+    directory holding nothing but those is removed; a resumed run or a multirun's job never.
+    """
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.RUN:
+        return False
+    output_dir = Path(cfg.paths.output_dir)
+    if Path(HydraConfig.get().runtime.output_dir).resolve() != output_dir.resolve() or not output_dir.is_dir():
+        return False
+    if {p.name for p in output_dir.iterdir()} - {".hydra", "train.log"}:
+        return False
+    held.refuse()  # closes train.log
+    shutil.rmtree(output_dir, ignore_errors=True)
+    return True
+
+
+def _validation_enabled(trainer: pl.Trainer, datamodule) -> bool:
+    return trainer.limit_val_batches != 0 and type(datamodule).val_dataloader is not pl.LightningDataModule.val_dataloader
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -189,17 +214,18 @@ def _best_of_fit(trainer: pl.Trainer, name: Optional[str]) -> Dict[str, Any]:
 
 def _run(cfg: DictConfig, held: HeldRunLog) -> Optional[float]:
     quiet_lightning()
+    check_trainer(cfg.get("trainer"))  # again here: configs composed in code, values a sweep sets
     _refuse_ddp_in_multirun(cfg)
     set_threads(cfg.get("threads", "auto"))
     set_allocator(cfg.get("allocator", "cached"))
     output_dir = Path(cfg.paths.output_dir)
-    if rank_zero_only.rank == 0:
-        log.info("Run directory: %s (%d torch threads)", output_dir, torch.get_num_threads())
     ckpt_path = _checkpoint_to_start_from(cfg)
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model, trainer = build(cfg)
     if ckpt_path:
         check_fits(Path(ckpt_path), model.hparams)
+    if rank_zero_only.rank == 0:  # after the checks: a refused run has no directory to name
+        log.info("Run directory: %s (seed %s, %d torch threads)", output_dir, cfg.seed, torch.get_num_threads())
     # Written only once every check has passed: a refused resume leaves the run's files as they were.
     held.accept()
     if rank_zero_only.rank == 0:
@@ -215,13 +241,20 @@ def _run(cfg: DictConfig, held: HeldRunLog) -> Optional[float]:
 
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    if ckpt_path and not any(key.startswith("val/") for key in trainer.callback_metrics):
-        # Resumed after training had ended (killed while testing): validate the final weights,
-        # which gives the val/* the last epoch logged, so the run can finish.
-        trainer.validate(model, datamodule=datamodule, verbose=False)
     metrics = _scalars(trainer.callback_metrics)
     metrics["fit_seconds"] = time.perf_counter() - start
+    validated_at_end = False
+    if not any(key.startswith("val/") for key in trainer.callback_metrics) and _validation_enabled(trainer, datamodule):
+        # No validation ran: the run ended before its first one (trainer.max_steps, a short
+        # limit_train_batches, val_check_interval past the end), or it was resumed after training
+        # had ended (killed while testing). Validate the final weights once, so the run has its val/*.
+        log.info("No validation ran during training; validating the final weights once.")
+        trainer.validate(model, datamodule=datamodule, verbose=False)
+        metrics.update(_scalars(trainer.callback_metrics))
+        validated_at_end = True
     metrics.update(_best_of_fit(trainer, cfg.get("optimized_metric")))
+    if validated_at_end and metrics.get("optimized_metric_from") == "last epoch":
+        metrics["optimized_metric_from"] = "final weights (validated once after training: none ran during it)"
 
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -241,6 +274,10 @@ def _run(cfg: DictConfig, held: HeldRunLog) -> Optional[float]:
     if not name:
         return None
     if name not in metrics:
+        if name.startswith("val/") and not _validation_enabled(trainer, datamodule):
+            log.warning("optimized_metric=%s was not logged: validation is off (trainer.limit_val_batches=0); "
+                        "the run returns no value (the metrics above are in metrics.json)", name)
+            return None
         raise UserError(f"optimized_metric={name!r} was not logged; logged metrics: {', '.join(sorted(metrics))}")
     value = metrics[name]
     return value if math.isfinite(value) else None

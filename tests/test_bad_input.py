@@ -18,9 +18,9 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from tests.conftest import compose_config, run_cli
-from tests.mnist_fixtures import write_mnist
-from tests.tweets_fixtures import write_tweets
+from tests.helpers import compose_config, run_cli
+from tests.helpers.mnist import write_mnist
+from tests.helpers.tweets import write_tweets
 
 ENV = {"WANDB_MODE": "disabled"}
 

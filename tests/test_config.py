@@ -10,8 +10,8 @@ import torch
 from omegaconf import OmegaConf
 
 from rnnexp.train import run
-from tests.conftest import CONF, compose_config
-from tests.data_fixtures import write_all
+from tests.helpers import CONF, compose_config
+from tests.helpers.data import write_all
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]

@@ -8,8 +8,8 @@ import torch
 
 from rnnexp.models.tasks.one_to_many import OneToManyNet
 from rnnexp.train import run
-from tests.conftest import compose_config
-from tests.mnist_fixtures import write_mnist
+from tests.helpers import compose_config
+from tests.helpers.mnist import write_mnist
 
 
 @pytest.mark.parametrize("rest", ["zeros", "learned"])

@@ -18,8 +18,8 @@ from rnnexp.models import RecurrentBackbone, SequenceClassifier
 from rnnexp.models.nets.scripted_rnn import ScriptedRNN
 from rnnexp.models.nets.variational_dropout import VariationalMasks
 from rnnexp.models.schedules import exponential_decay
-from tests.conftest import compose_config, lr_trace
-from tests.test_backbone import noisy_padding
+from tests.helpers import compose_config, lr_trace
+from tests.helpers.tensors import noisy_padding
 
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 
