@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Dict, List
 
 import pytorch_lightning as pl
@@ -29,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _repo  # noqa: E402,F401  (the repo root on sys.path: benchmarks/_repo.py)
 
 from benchmarks.mnist_common import DEFAULT_DATA, preset_config  # noqa: E402
 from rnnexp.train import build  # noqa: E402
@@ -143,7 +141,7 @@ def plain_model(preset: str, vocab: int) -> nn.Module:
 
 def measure(preset: str, precision: str, steps: int, warmup: int, data_dir: str) -> Dict[str, float]:
     with tempfile.TemporaryDirectory() as out:
-        overrides = [f"trainer.precision={precision}", f"+trainer.max_steps={warmup + steps}", "test=false",
+        overrides = [f"trainer.precision={precision}", f"trainer.max_steps={warmup + steps}", "test=false",
                      "+trainer.limit_val_batches=0", "trainer.enable_progress_bar=false"]
         if preset in LANGUAGE_MODELS:  # text samples are a validation-end callback: not part of a training step
             overrides.append("callbacks.samples=null")
