@@ -163,3 +163,23 @@ def test_start_postgres_gives_a_server_of_its_own_with_a_generated_password(tmp_
         shutil.rmtree(folder, ignore_errors=True)
     assert _processes_in(folder) == []
     assert _system_postgres() == before
+
+
+def test_the_readme_names_the_tiers_and_options_that_exist():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    for command in ("pytest -n auto\n", "pytest -n auto -m slow\n"):
+        assert command in ci  # CI runs both tiers
+    assert "pytest -n auto              # fast tier" in readme and "pytest -n auto -m slow      # slow tier" in readme
+    assert all(f"export {name}=1" in ci or f" {name}=1" in ci
+               for name in ("RNNEXP_REQUIRE_DATA", "RNNEXP_REQUIRE_SERVICES", "RNNEXP_START_SERVICES"))
+    conf = ROOT / "conf"
+    commands = "\n".join(line for line in readme.splitlines() if not line.startswith(("$ ", "error:")))  # not the bad-input examples
+    for group, option in re.findall(r"(?<![\w.+])(cell|data|model|experiment|debug|logger|trainer|hparams_search)=(\w+)\b(?!\()", commands):
+        assert (conf / group / f"{option}.yaml").is_file(), f"{group}={option}"
+    for link in re.findall(r"\]\(((?:docs/)?[\w./-]+\.md)", readme):
+        assert (ROOT / link).is_file(), link
+    assert "trainer.max_steps=N" in readme  # how to make a run short
+    assert len(readme.splitlines()) <= 240
