@@ -7,7 +7,6 @@ by side under pytest-xdist (and other users of the cluster) do not see each othe
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -21,6 +20,7 @@ import yaml
 from optuna.trial import TrialState
 
 from tests.helpers import ROOT, run_cli
+from tests.helpers.metrics import read_metrics
 from tests.helpers.services import slurm_partition, unique
 from tests.helpers.waiting import wait_for
 
@@ -62,8 +62,7 @@ def _scontrol(job_id: str) -> dict:
 
 
 def _metrics(run_dir: Path) -> dict:
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {k: v for k, v in metrics.items() if k != "fit_seconds"}
+    return read_metrics(run_dir, timings=False)
 
 
 def test_a_multirun_runs_each_job_as_a_slurm_job(tmp_path, partition):

@@ -5,13 +5,13 @@ import json
 import pytest
 
 from tests.helpers import run_cli
+from tests.helpers.metrics import only_run_metrics, read_metrics
 
 COMMON = ["trainer.max_epochs=2", "trainer.enable_progress_bar=false", "model.dropout=0.0"]
 
 
 def _metrics(cwd):
-    (run_dir,) = (cwd / "outputs" / "train" / "runs").iterdir()
-    return run_dir, json.loads((run_dir / "metrics.json").read_text())
+    return only_run_metrics(cwd / "outputs" / "train" / "runs")
 
 
 def _run_in(cwd, *args):
@@ -52,7 +52,6 @@ def test_ddp_spawn_on_two_processes_matches_one_process_with_the_same_global_bat
     over both ranks), on the toy data, one epoch. The slow tier also runs re-launched ``ddp``."""
     from rnnexp.train import run
     from tests.helpers import compose_config
-    from tests.helpers.metrics import read_metrics
 
     short = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "model.dropout=0.0", "logger=none",
              "data.repeat=4"]

@@ -14,6 +14,7 @@ from rnnexp.data.tweets import TweetsDataModule
 from rnnexp.models.tasks.language_model import LanguageModel
 from scripts import kill_switch
 from tests.helpers import run_cli
+from tests.helpers.metrics import only_run
 from tests.helpers.tweets import write_tweets
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # two test workers share two cores: more threads only wait
@@ -28,8 +29,7 @@ COMPARED = ("val/loss", "val/acc", "test/loss", "test/acc")
 
 
 def _only_run_dir(cwd):
-    (run_dir,) = (cwd / "outputs" / "train" / "runs").iterdir()
-    return run_dir
+    return only_run(cwd / "outputs" / "train" / "runs")
 
 
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
