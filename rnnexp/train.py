@@ -91,13 +91,16 @@ def run(cfg: DictConfig) -> Optional[float]:
     """Seed, build, fit, test with the best checkpoint, write ``metrics.json``; return ``cfg.optimized_metric``."""
     failed = True
     held = HeldRunLog()  # train.log is written once the run is accepted: a refused resume writes nothing
+    trained: List[bool] = []  # set once an optimizer step has run: from then on the run directory is kept
     try:
-        value = _run(cfg, held)
+        value = _run(cfg, held, trained)
         failed = False
         return value
     except Exception as exc:
-        if held.state == "held" and (cfg.get("resume") or _remove_unused_run_dir(cfg, held)):
-            held.refuse()  # a refused resume, or a run refused before it started: nothing written
+        if cfg.get("resume") and held.state == "held":
+            held.refuse()  # a refused resume: nothing written
+        elif not cfg.get("resume") and not trained and _remove_unused_run_dir(cfg, held):
+            pass  # refused before it trained (a bad value, a bad data file): no empty run left
         else:
             held.record_failure(exc)
         raise
@@ -109,20 +112,22 @@ def run(cfg: DictConfig) -> Optional[float]:
 
 
 def _remove_unused_run_dir(cfg: DictConfig, held: HeldRunLog) -> bool:
-    """Remove the directory Hydra made for a single run that failed its checks before it started.
+    """Remove the directory Hydra made for a single run that failed before its first training step.
 
     Hydra creates the run directory (``.hydra/``, ``train.log``) before the task function can look
-    at the config, so a bad value would leave an empty run behind. Only a fresh single run's own
-    directory holding nothing but those is removed; a resumed run or a multirun's job never.
+    at the config, and some input is only read inside ``fit`` (data files, the optimizer), so a bad
+    value would leave a run that never trained behind. Only a fresh single run's own directory is
+    removed (the caller checks that no step ran and that it is no resume); a multirun's job never.
     """
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.RUN:
         return False
     output_dir = Path(cfg.paths.output_dir)
     if Path(HydraConfig.get().runtime.output_dir).resolve() != output_dir.resolve() or not output_dir.is_dir():
         return False
-    if {p.name for p in output_dir.iterdir()} - {".hydra", "train.log"}:
-        return False
-    held.refuse()  # closes train.log
+    held.refuse()  # closes train.log while it is still held
+    for handler in held.files:  # and after the run was accepted: detached, or the next record reopens it
+        logging.getLogger().removeHandler(handler)
+        handler.close()
     shutil.rmtree(output_dir, ignore_errors=True)
     return True
 
@@ -212,7 +217,7 @@ def _best_of_fit(trainer: pl.Trainer, name: Optional[str]) -> Dict[str, Any]:
     return out
 
 
-def _run(cfg: DictConfig, held: HeldRunLog) -> Optional[float]:
+def _run(cfg: DictConfig, held: HeldRunLog, trained: List[bool]) -> Optional[float]:
     quiet_lightning()
     check_trainer(cfg.get("trainer"))  # again here: configs composed in code, values a sweep sets
     _refuse_ddp_in_multirun(cfg)
@@ -240,7 +245,11 @@ def _run(cfg: DictConfig, held: HeldRunLog) -> Optional[float]:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    finally:
+        if trainer.global_step > 0 or ckpt_path:
+            trained.append(True)
     metrics = _scalars(trainer.callback_metrics)
     metrics["fit_seconds"] = time.perf_counter() - start
     validated_at_end = False
