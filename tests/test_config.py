@@ -42,10 +42,15 @@ def test_optimizer_and_schedule_land_in_the_model(tmp_path):
     assert cfg.model.scheduler.interval == "step"
 
 
+# The preset's own model on fewer rows where one batch of the preset's size costs minutes of CPU.
+SMALLER_BATCH = {"tweets_transformer": ["data.batch_size=2"]}
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_with_fast_dev_run(tmp_path, experiment):
     data_dir = write_all(tmp_path / "data")
-    cfg = compose_config([f"experiment={experiment}", "debug=fdr", "logger=csv"], tmp_path)
+    cfg = compose_config([f"experiment={experiment}", "debug=fdr", "logger=csv", *SMALLER_BATCH.get(experiment, [])],
+                         tmp_path)
     cfg.paths.data_dir = str(data_dir)
     value = run(cfg)
     metrics = json.loads((Path(tmp_path) / "metrics.json").read_text())
