@@ -14,22 +14,18 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hydra import compose, initialize_config_dir  # noqa: E402
+import _repo  # noqa: E402  (the repo root on sys.path: benchmarks/_repo.py)
 
 from rnnexp.models import SequenceModel  # noqa: E402
 
 
 def network(overrides):
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["experiment=tweets_awd", *overrides])
+    cfg = _repo.compose_train(["experiment=tweets_awd", *overrides])
     return {k: v for k, v in cfg.model.items() if k not in ("_target_", "_recursive_", "optimizer", "scheduler")}
 
 

@@ -5,7 +5,7 @@
 
 For each preset the composed config (``experiment=<preset>``, as ``python train.py`` builds it)
 is fitted twice by a real Trainer, ``trainer.precision=32-true`` and ``bf16-mixed``, from the
-same seed for the same number of optimizer steps (``+trainer.max_steps``; no validation while
+same seed for the same number of optimizer steps (``trainer.max_steps``; no validation while
 fitting, no checkpoints). Each model is then validated on the whole validation split in its
 own precision: val/bpc for the char LMs (every stream read as one text, state carried through
 all its windows), val/acc for row MNIST. Tolerances (issue 13): 0.01 bpc, 0.1 percentage point.
@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Dict, List
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _repo  # noqa: E402,F401  (the repo root on sys.path: benchmarks/_repo.py)
 
 from benchmarks.mnist_common import DEFAULT_DATA, preset_config  # noqa: E402
 from rnnexp.models.nets.layer_state import detach_state  # noqa: E402
@@ -49,7 +47,7 @@ QUIET = ["callbacks=none", "logger=none", "test=false", "trainer.enable_progress
 
 def fit(preset: str, precision: str, steps: int, data_dir: str, seed: int, extra: List[str], cross: bool = False):
     with tempfile.TemporaryDirectory() as out:
-        cfg = preset_config(preset, [*QUIET, f"trainer.precision={precision}", f"+trainer.max_steps={steps}",
+        cfg = preset_config(preset, [*QUIET, f"trainer.precision={precision}", f"trainer.max_steps={steps}",
                                      f"seed={seed}", *extra], data_dir, out)
         pl.seed_everything(seed, workers=True)
         datamodule, model, trainer = build(cfg)

@@ -12,15 +12,13 @@ optimizer. On a shared machine the absolute times are noisy; the shares are what
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _repo  # noqa: E402,F401  (the repo root on sys.path: benchmarks/_repo.py)
 
 from benchmarks.mnist_common import DEFAULT_DATA, preset_config  # noqa: E402
 from rnnexp.train import build  # noqa: E402

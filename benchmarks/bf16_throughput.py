@@ -24,11 +24,10 @@ AVX-512 BF16 / AMX) is reported as such.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import pytorch_lightning as pl
 import torch
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _repo  # noqa: E402,F401  (the repo root on sys.path: benchmarks/_repo.py)
 
 from benchmarks.mnist_common import DEFAULT_DATA, preset_config  # noqa: E402
 from rnnexp.train import build  # noqa: E402
@@ -157,7 +156,7 @@ def plain_model(preset: str, vocab: int) -> nn.Module:
 
 def measure(preset: str, precision: str, steps: int, warmup: int, data_dir: str) -> Dict[str, float]:
     with tempfile.TemporaryDirectory() as out:
-        overrides = [f"trainer.precision={precision}", f"+trainer.max_steps={warmup + steps}", "test=false",
+        overrides = [f"trainer.precision={precision}", f"trainer.max_steps={warmup + steps}", "test=false",
                      "+trainer.limit_val_batches=0", "trainer.enable_progress_bar=false",
                      f"callbacks.resume_checkpoint.every_n_train_steps={steps}"]
         if preset in LANGUAGE_MODELS:  # text samples are a validation-end callback: not part of a training step

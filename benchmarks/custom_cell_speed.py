@@ -15,6 +15,7 @@ import time
 import torch
 from torch import nn
 
+import _repo  # noqa: F401  (the repo root on sys.path: benchmarks/_repo.py)
 from rnnexp.models.nets.scripted_rnn import ScriptedRNN
 
 

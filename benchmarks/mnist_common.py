@@ -21,17 +21,17 @@ from typing import Dict, List, Optional
 
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 from torch import nn
+
+from benchmarks._repo import compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = os.environ.get("RNNEXP_DATA_DIR") or str(ROOT.parent / "shared" / "data")
 
 
 def preset_config(experiment: str, overrides: List[str], data_dir: str, output_dir: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"experiment={experiment}", *overrides])
+    cfg = compose_train([f"experiment={experiment}", *overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = output_dir
         cfg.paths.log_dir = output_dir

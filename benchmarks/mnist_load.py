@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _repo  # noqa: E402,F401  (the repo root on sys.path: benchmarks/_repo.py)
 
 from benchmarks.mnist_common import DEFAULT_DATA  # noqa: E402
 from rnnexp.data import mnist  # noqa: E402

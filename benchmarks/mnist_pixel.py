@@ -16,10 +16,8 @@ epoch of 430 steps on 2 CPU cores).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _repo  # noqa: E402,F401  (the repo root on sys.path: benchmarks/_repo.py)
 
 from benchmarks.mnist_common import DEFAULT_DATA, fit_in_lockstep, median  # noqa: E402
 
@@ -36,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for experiment in args.tasks:
-        overrides = [*AS_REFERENCE, f"+trainer.max_steps={args.steps}", "trainer.max_epochs=1",
+        overrides = [*AS_REFERENCE, f"trainer.max_steps={args.steps}", "trainer.max_epochs=1",
                      "+trainer.limit_val_batches=0", "data.eval_batch_size=500"]
         lock = fit_in_lockstep(experiment, overrides, args.data_dir, validate=False, test_limit=args.test_images)
         ours, ref = median(lock.rnnexp_step_seconds), median(lock.reference_step_seconds)

@@ -19,6 +19,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+import _repo  # noqa: F401  (the repo root on sys.path: benchmarks/_repo.py)
 from rnnexp.models.tasks.seq2seq import Seq2Seq
 
 

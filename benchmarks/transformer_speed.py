@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+
+import _repo  # noqa: E402  (the repo root on sys.path: benchmarks/_repo.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def preset(name: str, vocab: int):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"experiment={name}"])
+    cfg = _repo.compose_train([f"experiment={name}"])
     model = instantiate(cfg.model, input_size=vocab, num_classes=vocab, input_kind="tokens", target_kind="next_token")
     optimizer = instantiate(cfg.optimizer)(model.optimizer_parameters())  # no schedule: the LR does not change the time
     return model.net.train(), optimizer, int(cfg.data.batch_size), int(cfg.data.num_steps)
@@ -64,5 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()

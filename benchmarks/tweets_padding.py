@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _repo  # noqa: E402,F401  (the repo root on sys.path: benchmarks/_repo.py)
 
 from rnnexp.data.collate import collate_sequences  # noqa: E402
 from rnnexp.data.tweets import TweetsDataModule  # noqa: E402

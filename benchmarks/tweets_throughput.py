@@ -30,12 +30,11 @@ from typing import Tuple
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _repo  # noqa: E402  (the repo root on sys.path: benchmarks/_repo.py)
 
 from rnnexp.train import build  # noqa: E402
 
@@ -127,10 +126,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = tempfile.mkdtemp(prefix="tweets_bench_")
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[
-            "experiment=cs20_tweets", f"+trainer.max_steps={args.steps}", "+trainer.limit_val_batches=0",
-            "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=50", *args.overrides])
+    cfg = _repo.compose_train([
+        "experiment=cs20_tweets", f"trainer.max_steps={args.steps}", "+trainer.limit_val_batches=0",
+        "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=50", *args.overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = cfg.paths.log_dir = out
         cfg.paths.data_dir = args.data

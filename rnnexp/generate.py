@@ -3,7 +3,8 @@
     python -m rnnexp.generate ckpt_path=outputs/cs20_tweets/runs/<run>/checkpoints/last.ckpt \\
         prime="I " temperature=0.8 length=200 num_samples=3 top_k=null seed=0
 
-Arguments are ``key=value`` like the training app's overrides. The vocabulary comes from the
+Arguments are ``key=value`` like the training app's overrides. Sample ``i`` is drawn with seed
+``seed + i`` (its label says which), so any one of them can be drawn again alone. The vocabulary comes from the
 checkpoint. Prime characters outside it map to the unknown symbol when the vocabulary has one
 (``data=tweets`` vocabularies do, and a warning names them); otherwise they are an error.
 """
@@ -84,11 +85,16 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     if missing and vocab.unk_index is not None:
         print(f"warning: prime characters not in the vocabulary map to <unk>: {', '.join(map(repr, missing))}",
               file=sys.stderr)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    texts = generate(model.net, vocab, [cfg.prime] * cfg.num_samples, cfg.length, cfg.temperature, cfg.top_k, generator)
-    for i, text in enumerate(texts):
-        print(f"--- sample {i} (temperature={cfg.temperature}, top_k={cfg.top_k}, seed={cfg.seed})")
+    texts = []
+    for i in range(cfg.num_samples):
+        # Sample i draws from its own generator seeded seed + i: the label's seed=<n> with
+        # num_samples=1 gives that sample again, whatever the other samples were.
+        seed = cfg.seed + i
+        generator = torch.Generator().manual_seed(seed)
+        (text,) = generate(model.net, vocab, [cfg.prime], cfg.length, cfg.temperature, cfg.top_k, generator)
+        print(f"--- sample {i} (temperature={cfg.temperature}, top_k={cfg.top_k}, seed={seed})")
         print(text)
+        texts.append(text)
     return texts
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -29,6 +30,7 @@ from rnnexp.runtime.precision import resolve_precision
 from rnnexp.runtime.run_log import HeldRunLog, record_resume
 from rnnexp.runtime.allocator import set_allocator
 from rnnexp.runtime.threads import set_threads
+from rnnexp.runtime.trainer_checks import check_trainer
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +86,16 @@ def run(cfg: DictConfig) -> Optional[float]:
     """Seed, build, fit, test with the best checkpoint, write ``metrics.json``; return ``cfg.optimized_metric``."""
     failed = True
     held = HeldRunLog()  # train.log is written once the run is accepted: a refused resume writes nothing
+    trained: List[bool] = []  # set once an optimizer step has run: from then on the run directory is kept
     try:
-        value = _run(cfg, held)
+        value = _run(cfg, held, trained)
         failed = False
         return value
     except Exception as exc:
         if cfg.get("resume") and held.state == "held":
-            held.refuse()
+            held.refuse()  # a refused resume: nothing written
+        elif not cfg.get("resume") and not trained and _remove_unused_run_dir(cfg, held):
+            pass  # refused before it trained (a bad value, a bad data file): no empty run left
         else:
             held.record_failure(exc)
         raise
@@ -99,6 +104,31 @@ def run(cfg: DictConfig) -> Optional[float]:
         # Lightning's WandbLogger never finishes its run: without this the next job of a
         # multirun would log into this one's run. A failed job's run is marked failed.
         finish_wandb(failed=failed)
+
+
+def _remove_unused_run_dir(cfg: DictConfig, held: HeldRunLog) -> bool:
+    """Remove the directory Hydra made for a single run that failed before its first training step.
+
+    Hydra creates the run directory (``.hydra/``, ``train.log``) before the task function can look
+    at the config, and some input is only read inside ``fit`` (data files, the optimizer), so a bad
+    value would leave a run that never trained behind. Only a fresh single run's own directory is
+    removed (the caller checks that no step ran and that it is no resume); a multirun's job never.
+    """
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.RUN:
+        return False
+    output_dir = Path(cfg.paths.output_dir)
+    if Path(HydraConfig.get().runtime.output_dir).resolve() != output_dir.resolve() or not output_dir.is_dir():
+        return False
+    held.refuse()  # closes train.log while it is still held
+    for handler in held.files:  # and after the run was accepted: detached, or the next record reopens it
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    shutil.rmtree(output_dir, ignore_errors=True)
+    return True
+
+
+def _validation_enabled(trainer: pl.Trainer, datamodule) -> bool:
+    return trainer.limit_val_batches != 0 and type(datamodule).val_dataloader is not pl.LightningDataModule.val_dataloader
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -181,19 +211,20 @@ def _best_of_fit(trainer: pl.Trainer, name: Optional[str]) -> Dict[str, Any]:
     return out
 
 
-def _run(cfg: DictConfig, held: HeldRunLog) -> Optional[float]:
+def _run(cfg: DictConfig, held: HeldRunLog, trained: List[bool]) -> Optional[float]:
     quiet_lightning()
+    check_trainer(cfg.get("trainer"))  # again here: configs composed in code, values a sweep sets
     _refuse_ddp_in_multirun(cfg)
     set_threads(cfg.get("threads", "auto"))
     set_allocator(cfg.get("allocator", "cached"))
     output_dir = Path(cfg.paths.output_dir)
-    if rank_zero_only.rank == 0:
-        log.info("Run directory: %s (%d torch threads)", output_dir, torch.get_num_threads())
     ckpt_path = _checkpoint_to_start_from(cfg)
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model, trainer = build(cfg)
     if ckpt_path:
         check_fits(Path(ckpt_path), model.hparams)
+    if rank_zero_only.rank == 0:  # after the checks: a refused run has no directory to name
+        log.info("Run directory: %s (seed %s, %d torch threads)", output_dir, cfg.seed, torch.get_num_threads())
     # Written only once every check has passed: a refused resume leaves the run's files as they were.
     held.accept()
     if rank_zero_only.rank == 0:
@@ -208,14 +239,25 @@ def _run(cfg: DictConfig, held: HeldRunLog) -> Optional[float]:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    if ckpt_path and not any(key.startswith("val/") for key in trainer.callback_metrics):
-        # Resumed after training had ended (killed while testing): validate the final weights,
-        # which gives the val/* the last epoch logged, so the run can finish.
-        trainer.validate(model, datamodule=datamodule, verbose=False)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    finally:
+        if trainer.global_step > 0 or ckpt_path:
+            trained.append(True)
     metrics = _scalars(trainer.callback_metrics)
     metrics["fit_seconds"] = time.perf_counter() - start
+    validated_at_end = False
+    if not any(key.startswith("val/") for key in trainer.callback_metrics) and _validation_enabled(trainer, datamodule):
+        # No validation ran: the run ended before its first one (trainer.max_steps, a short
+        # limit_train_batches, val_check_interval past the end), or it was resumed after training
+        # had ended (killed while testing). Validate the final weights once, so the run has its val/*.
+        log.info("No validation ran during training; validating the final weights once.")
+        trainer.validate(model, datamodule=datamodule, verbose=False)
+        metrics.update(_scalars(trainer.callback_metrics))
+        validated_at_end = True
     metrics.update(_best_of_fit(trainer, cfg.get("optimized_metric")))
+    if validated_at_end and metrics.get("optimized_metric_from") == "last epoch":
+        metrics["optimized_metric_from"] = "final weights (validated once after training: none ran during it)"
 
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -235,6 +277,10 @@ def _run(cfg: DictConfig, held: HeldRunLog) -> Optional[float]:
     if not name:
         return None
     if name not in metrics:
+        if name.startswith("val/") and not _validation_enabled(trainer, datamodule):
+            log.warning("optimized_metric=%s was not logged: validation is off (trainer.limit_val_batches=0); "
+                        "the run returns no value (the metrics above are in metrics.json)", name)
+            return None
         raise UserError(f"optimized_metric={name!r} was not logged; logged metrics: {', '.join(sorted(metrics))}")
     value = metrics[name]
     return value if math.isfinite(value) else None

@@ -6,7 +6,8 @@
 Each ``text=`` is one source (kept verbatim, not parsed as YAML); without any, sources are
 read from stdin, one per line. ``beam_size`` (1: greedy; default: the checkpoint's),
 ``length_penalty`` and ``max_length`` override the checkpoint's decoding settings.
-``plot=<file.png>`` draws the attention weights of the first source (models with attention).
+``plot=<file.png>`` draws the attention weights of every source, one panel each, into that file
+(models with attention), and says where on stderr (stdout keeps one translation per line).
 """
 
 from __future__ import annotations
@@ -77,12 +78,22 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     for source, output in zip(texts, outputs):
         print(f"{source}\t{output}")
     if cfg.plot:
-        plot_attention(model, texts[0], outputs[0], cfg.plot)
+        path = plot_attention(model, texts, outputs, cfg.plot)
+        print(f"attention of {len(texts)} source{'s' * (len(texts) > 1)} plotted in {path}", file=sys.stderr)
     return outputs
 
 
-def plot_attention(model: Seq2Seq, source: str, output: str, path: str) -> None:
-    """A heatmap of the attention of each output token (rows) over the source characters (columns)."""
+def attention_of(model: Seq2Seq, source: str, output: str) -> torch.Tensor:
+    """The attention of each output token and the end token (rows) over the source characters (columns)."""
+    vocab = Vocab(model.hparams.vocab)
+    inputs = vocab.encode(list(source))[None]
+    target_inputs = torch.tensor([[model.net.bos, *vocab.ids(list(output))]])
+    return model.net.attention_weights(inputs, None, target_inputs)[0]  # [U, S]
+
+
+def plot_attention(model: Seq2Seq, sources: Sequence[str], outputs: Sequence[str], path: str) -> Path:
+    """Heatmaps of the attention of each output token (rows) over the source characters (columns),
+    one panel per source, stacked in one PNG; returns the file's absolute path."""
     if model.net.attention is None:
         raise ConfigError("plot", path, "this model has no attention (attention=none); drop plot=")
     import matplotlib
@@ -91,19 +102,22 @@ def plot_attention(model: Seq2Seq, source: str, output: str, path: str) -> None:
     import matplotlib.pyplot as plt
 
     vocab = Vocab(model.hparams.vocab)
-    bos, eos = model.net.bos, model.net.eos
-    inputs = vocab.encode(list(source))[None]
-    target_inputs = torch.tensor([[bos, *vocab.ids(list(output))]])
-    weights = model.net.attention_weights(inputs, None, target_inputs)[0]  # [U, S]
-    fig, ax = plt.subplots(figsize=(0.35 * len(source) + 2, 0.35 * weights.shape[0] + 1.5))
-    ax.imshow(weights.numpy(), cmap="Greys", vmin=0, vmax=1)
-    ax.set_xticks(range(len(source)), list(source))
-    ax.set_yticks(range(weights.shape[0]), [*output, vocab.tokens[eos]])
-    ax.set_xlabel("source")
-    ax.set_ylabel("output")
+    weights = [attention_of(model, s, o) for s, o in zip(sources, outputs)]
+    width = 0.35 * max(len(s) for s in sources) + 2
+    heights = [0.35 * w.shape[0] + 1.5 for w in weights]
+    fig, axes = plt.subplots(len(sources), 1, figsize=(width, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, source, output, w in zip(axes[:, 0], sources, outputs, weights):
+        ax.imshow(w.numpy(), cmap="Greys", vmin=0, vmax=1)
+        ax.set_xticks(range(len(source)), list(source))
+        ax.set_yticks(range(w.shape[0]), [*output, vocab.tokens[model.net.eos]])
+        ax.set_xlabel("source")
+        ax.set_ylabel("output")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    target = Path(path).resolve()
+    fig.savefig(target, dpi=100)
     plt.close(fig)
+    return target
 
 
 if __name__ == "__main__":

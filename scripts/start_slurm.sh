@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A local single-node SLURM cluster on this machine, for trying hydra/launcher=slurm and for the
-# tests marked `slurm` (docs/cluster.md). Idempotent: a running cluster is left as it is.
+# tests marked `slurm` (docs/cluster.md), which run it only when asked (RNNEXP_START_SERVICES=1, as
+# .ci/run sets): it writes /etc/slurm/slurm.conf and a munge key and starts daemons.
+# Idempotent: a running cluster is left as it is.
 #
 #   sudo scripts/start_slurm.sh            # prints the partition name when the node is idle
 #   scripts/start_slurm.sh --stop          # stops slurmctld, slurmd and munged started here

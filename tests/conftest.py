@@ -1,17 +1,23 @@
-"""Shared fixtures: configs composed with Hydra's compose API, offline loggers, the repo root."""
+"""pytest's hooks and fixtures for the whole suite. Helpers live in ``tests/helpers/``, not here:
+no test imports this file.
+
+Two tiers: ``pytest`` runs the fast tier (every test not marked ``slow``: addopts in
+pyproject.toml); ``pytest -m slow`` runs the slow tier (multi-process DDP, kill-anywhere, the
+services, long end-to-end runs); ``pytest -m ""`` runs both. A test marked ``postgres`` or
+``slurm`` is in the slow tier by that mark alone.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
-from typing import List, Optional
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from tests.helpers import SHARED_DATA, compose_config, require_shared_data
+from tests.helpers.shared_data import REQUIRE_DATA_ENV
 
 # pytest -n auto runs one worker per core; torch's default of one thread per core in each
 # worker oversubscribes the cores (a small GRU ran ~6x slower under that contention).
@@ -19,27 +25,19 @@ from omegaconf import DictConfig, open_dict
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
-SHARED_DATA = ROOT.parent / "shared" / "data"
-
-
-REQUIRE_DATA_ENV = "RNNEXP_REQUIRE_DATA"
+SERVICE_MARKS = ("postgres", "slurm")
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "shared_data(path): needs ../shared/data/<path>; skipped where it is missing, "
-                                       f"a failure when {REQUIRE_DATA_ENV}=1")
+    config.addinivalue_line("markers", f"shared_data(path): needs <shared data>/<path> (RNNEXP_DATA_DIR or "
+                                       f"../shared/data); skipped where it is missing, a failure when {REQUIRE_DATA_ENV}=1")
 
 
-def require_shared_data(path: Path) -> None:
-    """Skip when a real data set is missing, or fail when ``RNNEXP_REQUIRE_DATA=1``: CI has the
-    data, so there a missing file is a broken machine, not a reason to pass silently."""
-    if path.exists():
-        return
-    if os.environ.get(REQUIRE_DATA_ENV) == "1":
-        pytest.fail(f"{path} is missing and {REQUIRE_DATA_ENV}=1", pytrace=False)
-    pytest.skip(f"{path} is not on this machine ({REQUIRE_DATA_ENV}=1 makes this a failure)")
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: a service test is a slow test
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SERVICE_MARKS) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_runtest_setup(item):
@@ -59,18 +57,6 @@ def _offline_loggers(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("WANDB_ERROR_REPORTING", "False")
 
 
-def compose_config(overrides: Optional[List[str]] = None, output_dir: Optional[Path] = None) -> DictConfig:
-    """The config ``python train.py <overrides>`` would run, with paths pointed at ``output_dir``."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=list(overrides or []))
-    if output_dir is not None:
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-            cfg.paths.log_dir = str(output_dir / "logs")
-            cfg.paths.data_dir = str(output_dir / "data")
-    return cfg
-
-
 @pytest.fixture
 def make_cfg(tmp_path):
     def _make(*overrides: str) -> DictConfig:
@@ -79,25 +65,29 @@ def make_cfg(tmp_path):
     return _make
 
 
-def run_cli(*args: str, cwd: Path, env: Optional[dict] = None, module: Optional[str] = None, timeout: float = 300):
-    """Run ``python train.py args`` (or ``python -m module args``) in a subprocess from ``cwd``."""
-    command = [sys.executable, "-m", module] if module else [sys.executable, str(ROOT / "train.py")]
-    full_env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    full_env.update({"PYTHONPATH": str(ROOT), **(env or {})})
-    return subprocess.run(
-        [*command, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
-    )
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A storage URL on a throwaway PostgreSQL server for this session (tests/helpers/services.py)."""
+    from tests.helpers.services import ThrowawayPostgres, postgres_bindir, unavailable
 
-
-def lr_trace(schedule: DictConfig, lr: float, steps: int) -> List[float]:
-    """The learning rate before each of ``steps`` optimizer steps under a composed ``schedule`` group."""
-    from hydra.utils import instantiate
-
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
-    scheduler = instantiate(schedule.scheduler)(optimizer)
-    seen = []
-    for _ in range(steps):
-        seen.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return seen
+    if os.environ.get("RNNEXP_TEST_POSTGRES"):
+        yield os.environ["RNNEXP_TEST_POSTGRES"]
+        return
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        unavailable("the PostgreSQL driver is an extra: pip install -e '.[postgres]'")
+    bindir = postgres_bindir()
+    if bindir is None:
+        unavailable("no PostgreSQL server binaries (initdb, pg_ctl): apt-get install -y postgresql")
+    try:
+        server = ThrowawayPostgres(bindir)
+    except KeyError:
+        unavailable("running as root, and there is no postgres user to run the server as")
+    try:
+        url = server.start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        server.stop()
+        unavailable(f"a throwaway PostgreSQL server did not start: {exc}")
+    yield url
+    server.stop()

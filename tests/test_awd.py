@@ -21,8 +21,8 @@ from rnnexp.models.nets.activation_penalty import activation_regularisation, tem
 from rnnexp.models.nets.encoders import InputEncoder
 from rnnexp.models.nets.weight_drop import dropped_weights
 from rnnexp.train import run
-from tests.conftest import CONF, compose_config
-from tests.data_fixtures import write_all
+from tests.helpers import CONF, compose_config
+from tests.helpers.data import write_all
 
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 

@@ -5,6 +5,7 @@ import torch
 
 from rnnexp.errors import ConfigError
 from rnnexp.models import RecurrentBackbone, detach_state
+from tests.helpers.tensors import noisy_padding
 
 CONFIGS = list(itertools.product(["rnn", "lstm", "gru"], [False, True]))
 
@@ -22,14 +23,6 @@ def _states_equal(a, b, atol=1e-6):
             assert all(torch.allclose(p, q, atol=atol) for p, q in zip(x, y))
         else:
             assert torch.allclose(x, y, atol=atol)
-
-
-def noisy_padding(x, lengths):
-    """``x`` with large random values past each row's length: they must change nothing."""
-    noisy = x.clone()
-    for b, n in enumerate(lengths.tolist()):
-        noisy[b, n:] = torch.randn_like(noisy[b, n:]) * 100
-    return noisy
 
 
 def _row(state, b):

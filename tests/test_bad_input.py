@@ -1,8 +1,8 @@
 """Bad input, as a user meets it: a real ``python train.py`` / ``python -m rnnexp.generate`` (``.evaluate``) subprocess.
 
 Every case must end with exit code 2 and one ``error:`` line naming the problem (and the fix),
-print no traceback, and leave an earlier run's outputs exactly as they were. None of them
-trains: they fail while composing, validating, reading data or checking a checkpoint.
+print no traceback, leave an earlier run's outputs exactly as they were and leave no run
+directory of its own (Hydra's is removed when the run is refused). None of them trains: they fail while composing, validating, reading data or checking a checkpoint.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from tests.conftest import compose_config, run_cli
-from tests.mnist_fixtures import write_mnist
-from tests.tweets_fixtures import write_tweets
+from tests.helpers import compose_config, run_cli
+from tests.helpers.mnist import write_mnist
+from tests.helpers.tweets import write_tweets
 
 ENV = {"WANDB_MODE": "disabled"}
 
@@ -108,7 +108,15 @@ CASES = [
     Case("dropout above 1", lambda t: ["model.dropout=1.5"], "model.dropout=1.5 is invalid: must be a number in [0, 1)"),
     Case("batch size 0", lambda t: ["data.batch_size=0"], "data.batch_size=0 is invalid: must be an integer >= 1"),
     Case("negative learning rate", lambda t: ["optimizer.lr=-1"], "optimizer: Invalid learning rate: -1"),
-    Case("negative epochs", lambda t: ["trainer.max_epochs=-5"], "trainer: `max_epochs` must be a non-negative integer"),
+    # trainer.* numbers, checked before Lightning sees them (max_epochs=abc was a 61-line traceback)
+    Case("epochs not a number", lambda t: ["trainer.max_epochs=abc"],
+         "trainer.max_epochs='abc' is invalid: must be an integer >= -1 (-1: no limit) or null"),
+    Case("negative epochs", lambda t: ["trainer.max_epochs=-5"], "trainer.max_epochs=-5 is invalid: must be an integer >= -1"),
+    Case("steps not a number", lambda t: ["trainer.max_steps=ten"], "trainer.max_steps='ten' is invalid: must be an integer >= -1"),
+    Case("limit above the whole split", lambda t: ["+trainer.limit_val_batches=1.5"],
+         "trainer.limit_val_batches=1.5 is invalid: must be an integer >= 0 (batches) or a fraction in [0, 1]"),
+    Case("zero devices", lambda t: ["trainer.devices=0"], "trainer.devices=0 is invalid: must be auto, an integer >= 1"),
+    # (every trainer.* rule, in-process: tests/test_short_runs.py)
     Case("next-token data, classifier model", lambda t: ["data.task=hello", "model=classifier"],
          "model='classifier' is invalid: the data gives the next token at every step: use model=lm"),
     Case("float features, one-hot encoder", lambda t: _mnist(t) + ["model.encoder=onehot"],
@@ -198,6 +206,8 @@ def test_bad_input_ends_in_one_line_exit_2_and_touches_no_earlier_run(tmp_path, 
     for run, files in before.items():
         # Not a byte changed or added, also by a refused resume: no .hydra/resumed_*/, no train.log lines.
         assert _snapshot(run) == files, f"{run.name} changed"
+    # Nothing ran, so no run directory is left: Hydra's is removed when the run is refused.
+    assert sorted(runs.iterdir()) == sorted(before), sorted(p.name for p in runs.iterdir())
     assert not (runs / "nope").exists()  # a resume to nowhere creates nothing
 
 

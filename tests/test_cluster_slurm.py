@@ -1,4 +1,5 @@
-"""Multiruns and sweeps as jobs of a real SLURM cluster (scripts/start_slurm.sh starts a local one).
+"""Multiruns and sweeps as jobs of a real SLURM cluster (slow tier; RNNEXP_START_SERVICES=1 starts a local one
+with scripts/start_slurm.sh, RNNEXP_SLURM_PARTITION=<name> uses a running one: tests/helpers/services.py).
 
 Jobs are the toy task cut to seconds; each test names its jobs uniquely, so tests running side
 by side under pytest-xdist (and other users of the cluster) do not see each other's jobs.
@@ -6,7 +7,7 @@ by side under pytest-xdist (and other users of the cluster) do not see each othe
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import subprocess
 import sys
@@ -18,9 +19,10 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT, run_cli
-from tests.services import slurm_partition, unique
-from tests.test_sweeps import wait_for
+from tests.helpers import ROOT, run_cli
+from tests.helpers.metrics import read_metrics
+from tests.helpers.services import slurm_partition, unique
+from tests.helpers.waiting import wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -38,7 +40,9 @@ def _launcher(partition: str, name: str) -> List[str]:
 
 def _start(tmp_path: Path, *args: str) -> subprocess.Popen:
     command = [sys.executable, str(ROOT / "train.py"), "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}", *args]
-    return subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The jobs import rnnexp and the tests' helpers (callbacks) from this checkout.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def _finish(process: subprocess.Popen, timeout: float = 300) -> str:
@@ -58,8 +62,7 @@ def _scontrol(job_id: str) -> dict:
 
 
 def _metrics(run_dir: Path) -> dict:
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {k: v for k, v in metrics.items() if k != "fit_seconds"}
+    return read_metrics(run_dir, timings=False)
 
 
 def test_a_multirun_runs_each_job_as_a_slurm_job(tmp_path, partition):
@@ -134,22 +137,21 @@ def test_an_async_optuna_sweep_on_slurm_goes_on_when_a_trial_is_cancelled(tmp_pa
 
 
 def test_a_job_signalled_before_preemption_saves_is_requeued_and_ends_as_if_never_stopped(tmp_path, partition):
-    # Two identical jobs: job 0 gets SLURM's warning signal mid-training, job 1 runs through.
+    # Two identical jobs: job 0 gets SLURM's warning signal at its 8th step, job 1 runs through. The job
+    # asks for the signal itself and waits for it (tests/helpers/slurm_signal.py): a scancel from here
+    # raced with a job of a few seconds.
     process = _start(tmp_path, *_launcher(partition, unique("rnnexp-requeue")), "seed=7,7", "trainer.max_epochs=3",
-                     "callbacks.resume_checkpoint.every_n_train_steps=5")
-    run = tmp_path / "sweep" / "0"
-    wait_for(lambda: (run / "checkpoints" / "resume.ckpt").exists() or process.poll() is not None,
-             timeout=240, what="the first resume checkpoint")
-    assert process.poll() is None and not (run / "metrics.json").exists(), _finish(process)
-    job = _job_id(run)
-    # What SLURM sends signal_delay_s before a time limit (submitit's --signal=USR2@<s>), or on preemption.
-    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+                     "callbacks.resume_checkpoint.every_n_train_steps=5",
+                     "+callbacks.signal._target_=tests.helpers.slurm_signal.SignalFromInside",
+                     "+callbacks.signal.at_step=8", "+callbacks.signal.job_num=0")
     _finish(process)
+    run = tmp_path / "sweep" / "0"
+    job = _job_id(run)
 
     assert _scontrol(job)["Restarts"] == "1"
     log = (run / "train.log").read_text()
     saved = re.search(r"Saved (\S+resume\.ckpt) at step (\d+)", log)
-    assert saved and int(saved.group(2)) > 5, log[-3000:]   # saved on the signal, not the periodic one
+    assert saved and int(saved.group(2)) == 8, log[-3000:]   # saved on the signal, not the periodic one (5, 10)
     assert f"Restoring states from the checkpoint path at {saved.group(1)}" in log
     assert len(list((run / ".hydra").glob("resumed_*"))) == 1   # requeued with resume=<run dir>
     assert _metrics(run) == _metrics(tmp_path / "sweep" / "1")

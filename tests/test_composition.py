@@ -18,8 +18,8 @@ import yaml
 
 from rnnexp.runtime.cli import describe
 from rnnexp.train import run
-from tests.conftest import CONF, compose_config, run_cli
-from tests.data_fixtures import write_all
+from tests.helpers import CONF, compose_config, run_cli
+from tests.helpers.data import write_all
 
 DATA = {
     "toy_words/i_like_dog": ["data=toy_words", "data.task=i_like_dog"],

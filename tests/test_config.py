@@ -10,8 +10,8 @@ import torch
 from omegaconf import OmegaConf
 
 from rnnexp.train import run
-from tests.conftest import CONF, compose_config
-from tests.data_fixtures import write_all
+from tests.helpers import CONF, compose_config
+from tests.helpers.data import write_all
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
@@ -42,10 +42,15 @@ def test_optimizer_and_schedule_land_in_the_model(tmp_path):
     assert cfg.model.scheduler.interval == "step"
 
 
+# The preset's own model on fewer rows where one batch of the preset's size costs minutes of CPU.
+SMALLER_BATCH = {"tweets_transformer": ["data.batch_size=2"]}
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_with_fast_dev_run(tmp_path, experiment):
     data_dir = write_all(tmp_path / "data")
-    cfg = compose_config([f"experiment={experiment}", "debug=fdr", "logger=csv"], tmp_path)
+    cfg = compose_config([f"experiment={experiment}", "debug=fdr", "logger=csv", *SMALLER_BATCH.get(experiment, [])],
+                         tmp_path)
     cfg.paths.data_dir = str(data_dir)
     value = run(cfg)
     metrics = json.loads((Path(tmp_path) / "metrics.json").read_text())

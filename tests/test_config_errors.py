@@ -4,7 +4,7 @@ import pytest
 
 from rnnexp.runtime.cli import describe
 from rnnexp.train import build
-from tests.conftest import compose_config
+from tests.helpers import compose_config
 
 
 @pytest.mark.parametrize(

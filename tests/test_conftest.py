@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import REQUIRE_DATA_ENV, require_shared_data
+from tests.helpers import REQUIRE_DATA_ENV, require_shared_data
 
 
 def test_a_missing_data_set_skips_and_fails_when_the_data_is_required(tmp_path, monkeypatch):

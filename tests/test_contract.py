@@ -18,7 +18,7 @@ import yaml
 from rnnexp.data import ToyWordsDataModule
 from rnnexp.models import LanguageModel, RecurrentBackbone, SequenceClassifier, SequenceModel, SequenceTagger
 from rnnexp.models.nets.cells import CELLS, CellKind
-from tests.conftest import CONF, ROOT
+from tests.helpers import CONF, ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}

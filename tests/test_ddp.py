@@ -4,14 +4,14 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
+from tests.helpers.metrics import only_run_metrics, read_metrics
 
 COMMON = ["trainer.max_epochs=2", "trainer.enable_progress_bar=false", "model.dropout=0.0"]
 
 
 def _metrics(cwd):
-    (run_dir,) = (cwd / "outputs" / "train" / "runs").iterdir()
-    return run_dir, json.loads((run_dir / "metrics.json").read_text())
+    return only_run_metrics(cwd / "outputs" / "train" / "runs")
 
 
 def _run_in(cwd, *args):
@@ -46,6 +46,25 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
         "config.yaml", "metrics.json", "train.log", "train_ddp_process_1.log"]
 
 
+def test_ddp_spawn_on_two_processes_matches_one_process_with_the_same_global_batch(tmp_path):
+    """The fast tier's DDP check: two spawned gloo ranks of 2 rows each train to what one process
+    with batches of 4 reaches (gradients averaged over the ranks, sharded batches, metrics reduced
+    over both ranks), on the toy data, one epoch. The slow tier also runs re-launched ``ddp``."""
+    from rnnexp.train import run
+    from tests.helpers import compose_config
+
+    short = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "model.dropout=0.0", "logger=none",
+             "data.repeat=4"]
+    run(compose_config(["trainer=ddp", "trainer.strategy=ddp_spawn", "data.batch_size=2", *short], tmp_path / "spawn"))
+    run(compose_config(["data.batch_size=4", *short], tmp_path / "single"))
+    run(compose_config(["data.batch_size=2", *short], tmp_path / "other"))
+    spawn, single, other = (read_metrics(tmp_path / name) for name in ("spawn", "single", "other"))
+    for key in ("val/loss", "test/loss", "test/acc"):
+        assert spawn[key] == pytest.approx(single[key], rel=1e-4, abs=1e-5), key
+    # One process with the per-rank batch trains to other weights: the comparison can fail.
+    assert other["val/loss"] != pytest.approx(single["val/loss"], rel=1e-4, abs=1e-5)
+
+
 def _tweets_rank(corpus, rank, batching, resumed_after=0):
     """Rank ``rank`` of 2 of a tweets DataModule, as Lightning sets it up (resumed after N batches)."""
     from types import SimpleNamespace
@@ -69,7 +88,7 @@ def _rows(batch):
 def test_bucketed_tweets_are_seen_once_per_epoch_across_two_ranks(tmp_path, resumed_after):
     from collections import Counter
 
-    from tests.tweets_fixtures import write_tweets
+    from tests.helpers.tweets import write_tweets
 
     corpus = write_tweets(tmp_path, count=90)
     seen = Counter()
@@ -94,7 +113,7 @@ def test_stream_windows_of_two_ranks_cover_the_epochs_text_once(tmp_path):
     import numpy as np
     import torch
 
-    from tests.tweets_fixtures import write_tweets
+    from tests.helpers.tweets import write_tweets
 
     corpus = write_tweets(tmp_path, count=90)
     streams = []
@@ -120,7 +139,7 @@ def test_two_process_ddp_language_model_on_streams_matches_one_process(tmp_path)
     """Stream batching under DDP: 2 ranks x 2 streams read what 1 process x 4 streams reads
     (equal tokens per rank, so the averaged gradients are the global batch's), and the epoch
     sums of train, val and test are reduced over both ranks."""
-    from tests.tweets_fixtures import write_tweets
+    from tests.helpers.tweets import write_tweets
 
     data = write_tweets(tmp_path / "data", count=120).parents[1]
     common = ["model=lm", "data.batching=stream", "data.num_steps=20", "trainer.max_epochs=2",
@@ -142,8 +161,8 @@ def test_two_process_ddp_tagger_on_bucketed_tweets_reports_the_whole_splits(tmp_
     from hydra.utils import instantiate
 
     from rnnexp.models import SequenceTagger
-    from tests.conftest import compose_config
-    from tests.tweets_fixtures import write_tweets
+    from tests.helpers import compose_config
+    from tests.helpers.tweets import write_tweets
 
     data = write_tweets(tmp_path / "data", count=120).parents[1]
     common = ["model=tagger", "data.batching=tweets", "data.batch_size=3", "trainer.max_epochs=1",

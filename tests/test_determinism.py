@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 ARGS = ["trainer.max_epochs=2", "trainer.deterministic=true", "model.dropout=0.3", "trainer.enable_progress_bar=false",
         "logger=none", "data.repeat=6"]

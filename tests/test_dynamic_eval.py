@@ -21,8 +21,8 @@ from rnnexp.models.dynamic_eval import Updater, dynamic_score, mean_squared_grad
 from rnnexp.errors import UserError
 from rnnexp.models.tasks.language_model import LanguageModel
 from rnnexp.train import run
-from tests.conftest import compose_config, run_cli
-from tests.tweets_fixtures import make_tweets, write_tweets
+from tests.helpers import compose_config, run_cli
+from tests.helpers.tweets import make_tweets, write_tweets
 
 TRAIN = ["data=tweets", "model=lm", "logger=none", "data.batch_size=8", "data.num_steps=20", "model.hidden_size=24",
          "trainer.max_epochs=1", "+trainer.limit_train_batches=6", "+trainer.limit_val_batches=2", "test=false",

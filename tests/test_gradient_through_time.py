@@ -10,8 +10,8 @@ from rnnexp.callbacks.gradient_through_time import GradientThroughTime, gradient
 from rnnexp.models import RecurrentBackbone, SequenceClassifier
 from rnnexp.models.nets.unrolled import state_gradients
 from rnnexp.train import run
-from tests.conftest import compose_config
-from tests.wandb_reader import read_run
+from tests.helpers import compose_config
+from tests.helpers.wandb_reader import read_run
 
 
 @pytest.mark.parametrize("cell,nonlinearity", [("rnn", "tanh"), ("lstm", "tanh"), ("gru", "tanh"), ("rnn", "softplus")])

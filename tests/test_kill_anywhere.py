@@ -1,13 +1,14 @@
 """Kill anywhere, lose nothing (the CI size of scripts/kill_anywhere.py): real training processes
-SIGKILLed at chosen moments (a checkpoint half-written, an epoch boundary, a training step), resumed with ``resume=<run dir>``, end with the weights and metrics of a run that was
-never interrupted. The full run (24 seeded random kills per task) is in docs/reliability.md."""
+SIGKILLed at chosen moments (a checkpoint half-written, an epoch boundary, a training step),
+resumed with ``resume=<run dir>``, end with the weights and metrics of a run that was never
+interrupted. The full run (24 seeded random kills per task) is in docs/reliability.md.
+Slow tier; the fast tier's kill-and-resume is tests/test_resume.py (one kill on the toy task)."""
 
 from __future__ import annotations
 
 import pytest
 
-from scripts.kill_anywhere import data_missing, kill_anywhere, task_overrides
-
+from scripts.kill_anywhere import kill_anywhere, task_overrides
 
 
 @pytest.mark.slow
@@ -33,7 +34,7 @@ def test_toy_run_killed_three_times_ends_like_an_uninterrupted_run(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(bool(data_missing("mnist")), reason="the real MNIST files are not in ../shared/data")
+@pytest.mark.shared_data("mnist/train-images-idx3-ubyte.gz")  # skipped without it, a failure in CI
 def test_mnist_with_a_worker_process_killed_in_its_second_epoch_ends_equal(tmp_path):
     # 40 steps per epoch here; killed at step 65 of 80, resumed from step 60's checkpoint.
     overrides = [*task_overrides("mnist"), "+trainer.limit_train_batches=40", "+trainer.limit_val_batches=2"]

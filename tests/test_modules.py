@@ -10,15 +10,14 @@ import torch
 from rnnexp.data import ToyWordsDataModule
 from rnnexp.models import SequenceClassifier, SequenceTagger
 from rnnexp.train import build
+from tests.helpers.trainer import small_trainer
 
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 
 
 def _trainer(tmp_path, **kwargs):
     kwargs.setdefault("fast_dev_run", True)
-    return pl.Trainer(
-        default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False, **kwargs
-    )
+    return small_trainer(tmp_path, **kwargs)
 
 
 @pytest.mark.parametrize("cell,bidirectional", itertools.product(["rnn", "lstm", "gru"], [False, True]))

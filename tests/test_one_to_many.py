@@ -8,8 +8,8 @@ import torch
 
 from rnnexp.models.tasks.one_to_many import OneToManyNet
 from rnnexp.train import run
-from tests.conftest import compose_config
-from tests.mnist_fixtures import write_mnist
+from tests.helpers import compose_config
+from tests.helpers.mnist import write_mnist
 
 
 @pytest.mark.parametrize("rest", ["zeros", "learned"])
@@ -58,7 +58,7 @@ def test_each_generated_digit_is_classified_as_its_own_class(tmp_path):
     after reading the label once; an LSTM of 64 gets most of it in 12 short epochs, a GRU of this
     size (or a wider LSTM at a lower learning rate) not yet."""
     from rnnexp.models.tasks.one_to_many import OneToMany
-    from tests.mnist_fixtures import TRAIN_SIZE, make_split
+    from tests.helpers.mnist import TRAIN_SIZE, make_split
 
     data_dir = tmp_path / "data"
     write_mnist(data_dir)

@@ -1,4 +1,4 @@
-"""Optuna studies shared through a real PostgreSQL server (scripts/start_postgres.sh)."""
+"""Optuna studies shared through a real PostgreSQL server (a throwaway one: tests/helpers/services.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 from optuna.trial import TrialState
 
 from scripts import kill_switch
-from tests.conftest import ROOT, run_cli
-from tests.services import postgres_url, unique
-from tests.test_sweeps import FAST, _finished_trials_ok
+from tests.helpers import ROOT, run_cli
+from tests.helpers.services import storage_override, unique
+from tests.helpers.sweeps import FAST, finished_trials_ok
 
 
 def _worker(tmp_path: Path, url: str, study: str, name: str, seed: int, *extra: str) -> subprocess.Popen:
     command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=toy_optuna", *FAST,
-               "trainer.max_epochs=3", f"hydra.sweeper.storage={url}", f"hydra.sweeper.study_name={study}",
+               "trainer.max_epochs=3", storage_override(url), f"hydra.sweeper.study_name={study}",
                f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweep.dir={tmp_path / name}", *extra]
     return subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -41,8 +41,8 @@ def test_a_postgres_storage_without_its_driver_is_one_error_line(tmp_path):
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_two_workers_share_a_postgres_study_and_a_third_finishes_after_one_is_killed(tmp_path):
-    url, study_name = postgres_url(), unique("test-shared")
+def test_two_workers_share_a_postgres_study_and_a_third_finishes_after_one_is_killed(tmp_path, postgres_url):
+    url, study_name = postgres_url, unique("test-shared")
     # Heartbeats every second: the killed worker's trial is stale 2 s after its last beat.
     beats = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
     # Worker a kills itself (SIGKILL) at the start of its first trial's second epoch, after the trial
@@ -60,13 +60,13 @@ def test_two_workers_share_a_postgres_study_and_a_third_finishes_after_one_is_ki
 
     # A third process finishes the study: the killed trial is failed, not lost, and replaced.
     third = run_cli("-m", "hparams_search=toy_optuna", *FAST, "trainer.max_epochs=3", "hydra.sweeper.n_trials=4",
-                    f"hydra.sweeper.storage={url}", f"hydra.sweeper.study_name={study_name}", *beats,
+                    storage_override(url), f"hydra.sweeper.study_name={study_name}", *beats,
                     f"hydra.sweep.dir={tmp_path / 'c'}", cwd=tmp_path)
     assert third.returncode == 0, third.stderr[-3000:]
     trials = optuna.load_study(study_name=study_name, storage=url).trials
-    finished = _finished_trials_ok(trials, 4)
+    finished = finished_trials_ok(trials, 4)
     assert trials[killed[0].number].state == TrialState.FAIL
     # Every finished trial ran in exactly one worker's sweep directory.
     ran = {t.number: [w for w in "abc" if (tmp_path / w / str(t.number)).exists()] for t in finished}
     assert all(len(where) == 1 for where in ran.values()), ran
-    optuna.delete_study(study_name=study_name, storage=url)  # the server outlives the test
+    optuna.delete_study(study_name=study_name, storage=url)  # the session's server outlives the test

@@ -15,7 +15,7 @@ from rnnexp.data import ToyWordsDataModule
 from rnnexp.models import RecurrentBackbone, SequenceTagger
 from rnnexp.models.nets.cells import CELLS
 from rnnexp.models.nets.unrolled import state_gradients
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 BF16 = torch.bfloat16
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}

@@ -18,17 +18,16 @@ from rnnexp.models import RecurrentBackbone, SequenceClassifier
 from rnnexp.models.nets.scripted_rnn import ScriptedRNN
 from rnnexp.models.nets.variational_dropout import VariationalMasks
 from rnnexp.models.schedules import exponential_decay
-from tests.conftest import compose_config, lr_trace
-from tests.test_backbone import noisy_padding
+from tests.helpers import compose_config, lr_trace
+from tests.helpers.tensors import noisy_padding
+from tests.helpers.trainer import small_trainer
 
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 
 
 def _trainer(tmp_path, steps, callbacks=(), **kwargs):
-    kwargs.setdefault("logger", False)
-    return pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                      limit_val_batches=0, default_root_dir=tmp_path, callbacks=list(callbacks), **kwargs)
+    return small_trainer(tmp_path, max_steps=steps, enable_checkpointing=False, num_sanity_val_steps=0,
+                         limit_val_batches=0, callbacks=list(callbacks), **kwargs)
 
 
 def _classifier(dm, **kwargs):

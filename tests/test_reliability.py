@@ -179,7 +179,7 @@ def test_the_configured_trainer_saves_checkpoints_atomically(make_cfg):
 
 @pytest.mark.slow
 def test_a_diverging_cli_run_stops_with_one_line_and_keeps_finite_checkpoints(tmp_path):
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     result = run_cli("cell=rnn", "model.nonlinearity=relu", "optimizer=sgd", "optimizer.lr=1e12",
                      "trainer.gradient_clip_val=null", "callbacks.resume_checkpoint.every_n_train_steps=1",

@@ -13,13 +13,14 @@ from rnnexp.runtime.checkpoints import AtomicCheckpointIO
 from rnnexp.data.tweets import TweetsDataModule
 from rnnexp.models.tasks.language_model import LanguageModel
 from scripts import kill_switch
-from tests.conftest import run_cli
-from tests.tweets_fixtures import write_tweets
+from tests.helpers import run_cli
+from tests.helpers.metrics import only_run
+from tests.helpers.tweets import write_tweets
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # two test workers share two cores: more threads only wait
 
 OVERRIDES = [
-    "trainer.max_epochs=4",
+    "trainer.max_epochs=2",
     "model.dropout=0.2",  # dropout masks come from the RNG the checkpoint must carry
     "callbacks.resume_checkpoint.every_n_train_steps=7",  # 20 batches per epoch: saves fall mid-epoch
     "trainer.enable_progress_bar=false",
@@ -28,11 +29,9 @@ COMPARED = ("val/loss", "val/acc", "test/loss", "test/acc")
 
 
 def _only_run_dir(cwd):
-    (run_dir,) = (cwd / "outputs" / "train" / "runs").iterdir()
-    return run_dir
+    return only_run(cwd / "outputs" / "train" / "runs")
 
 
-@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     whole.mkdir(), killed.mkdir()

@@ -23,8 +23,8 @@ from rnnexp.data.mnist import MNISTDataModule
 from rnnexp.data.tweets import TweetsDataModule
 from rnnexp.models import SequenceClassifier
 from rnnexp.models import LanguageModel
-from tests.mnist_fixtures import write_mnist
-from tests.tweets_fixtures import write_tweets
+from tests.helpers.mnist import write_mnist
+from tests.helpers.tweets import write_tweets
 
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 

@@ -6,7 +6,7 @@ import re
 import torch
 
 from rnnexp.models import SequenceModel
-from tests.conftest import CONF, ROOT
+from tests.helpers import CONF, ROOT
 
 
 def test_one_to_one_is_a_feed_forward_network():

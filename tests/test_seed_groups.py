@@ -12,7 +12,7 @@ import yaml
 
 from rnnexp.report import report
 from rnnexp.reporting.seed_groups import assign, mean_ci, t_quantile
-from tests.conftest import CONF, run_cli
+from tests.helpers import CONF, run_cli
 
 
 @pytest.mark.parametrize("dof,expected", [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622),

@@ -12,7 +12,7 @@ from rnnexp.data import ToyWordsDataModule
 from rnnexp.models import IGNORE_INDEX, ManyToManyHead, RecurrentBackbone, SequenceTagger, sequence_loss
 from rnnexp.models.nets.heads import ManyToOneHead
 from rnnexp.sampling import next_token_distribution
-from tests.conftest import compose_config, lr_trace
+from tests.helpers import compose_config, lr_trace
 
 
 def _backbone(cell="rnn", **kwargs):

@@ -12,7 +12,7 @@ from rnnexp.data.seq2seq_toy import DATE_FORMATS, Seq2SeqToyDataModule, generate
 from rnnexp.errors import ConfigError
 from rnnexp.train import run
 from rnnexp.translate import main as translate
-from tests.conftest import compose_config, run_cli
+from tests.helpers import compose_config, run_cli
 
 
 @pytest.mark.parametrize("task", ["reverse", "sort", "add", "dates"])
@@ -111,7 +111,7 @@ def test_a_real_run_decodes_logs_and_translates(tmp_path, capsys):
 
 
 def test_translate_refuses_a_checkpoint_of_another_model(tmp_path):
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     result = run_cli("ckpt_path=" + str(ROOT / "tests/fixtures/lm_v1.ckpt"), "text=x", cwd=tmp_path,
                      module="rnnexp.translate")

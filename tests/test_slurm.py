@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 from hydra import compose, initialize_config_dir
 
-from tests.conftest import CONF
+from tests.helpers import CONF
 
 # Only the cases that compose hydra/launcher=slurm need the optional launcher; the basic-launcher
 # case runs without it.

@@ -30,7 +30,7 @@ from hydra_plugins.rnnexp_optuna_sweeper.samplers import build_pruner, build_sam
 from hydra_plugins.rnnexp_optuna_sweeper.space import distribution, grid_points
 from hydra_plugins.rnnexp_optuna_sweeper.study import SweepStudy
 from rnnexp.errors import ConfigError
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 APPS = ROOT / "tests" / "apps"
 
@@ -249,7 +249,7 @@ def test_a_sweep_whose_every_trial_failed_exits_non_zero(tmp_path):
 
 @pytest.mark.slow
 def test_the_rnnexp_cli_says_it_in_one_line_with_exit_code_2(tmp_path):
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     result = run_cli("-m", "hparams_search=toy_optuna", "debug=limit", "trainer.max_epochs=1", "callbacks=none",
                      "test=false", "hydra.sweeper.n_trials=2", "hydra.sweeper.params=null", "optimizer.lr=choice(-1.0,-2.0)",

@@ -19,11 +19,8 @@ from optuna.trial import TrialState
 from hydra_plugins.rnnexp_optuna_sweeper.space import distribution, format_value
 from hydra_plugins.rnnexp_optuna_sweeper.study import SweepStudy
 from scripts import kill_switch
-from tests.conftest import CONF, ROOT, compose_config, run_cli
-
-FAST = ["debug=limit", "trainer.max_epochs=2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-        "callbacks=none", "test=false", "trainer.enable_progress_bar=false"]
-
+from tests.helpers import CONF, ROOT, compose_config, run_cli
+from tests.helpers.sweeps import FAST, finished_trials_ok
 
 def _sweep(tmp_path: Path, *args: str, name: str = "sweep"):
     result = run_cli("-m", "hparams_search=toy_optuna", *FAST, f"hydra.sweep.dir={tmp_path / name}", *args,
@@ -43,7 +40,6 @@ def test_the_sweeper_plugin_is_discovered():
     assert "RnnexpOptunaSweeper" in names
 
 
-@pytest.mark.slow
 def test_a_three_trial_sweep_runs_end_to_end(tmp_path):
     result, sweep = _sweep(tmp_path, "hydra.sweeper.n_trials=3")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -336,26 +332,6 @@ def test_a_result_for_a_trial_another_worker_already_failed_is_dropped_not_fatal
         assert study.trials[0].state == TrialState.FAIL
 
 
-def _finished_trials_ok(trials, n_trials: int) -> list:
-    """Exactly ``n_trials`` finished trials (complete or pruned), each number once; the others failed."""
-    numbers = [t.number for t in trials]
-    assert len(numbers) == len(set(numbers))
-    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(finished) == n_trials, [(t.number, t.state.name) for t in trials]
-    assert all(t.state == TrialState.FAIL for t in trials if t not in finished)
-    return finished
-
-
-def wait_for(predicate, timeout: float = 120, what: str = "a condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.slow
 def test_a_sweep_killed_mid_trial_finishes_when_the_same_command_runs_again(tmp_path):
     sweep = tmp_path / "sweep"
@@ -377,7 +353,7 @@ def test_a_sweep_killed_mid_trial_finishes_when_the_same_command_runs_again(tmp_
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     trials = _study(url).trials
-    _finished_trials_ok(trials, 6)
+    finished_trials_ok(trials, 6)
     assert trials[killed.number].state == TrialState.FAIL  # not left RUNNING, not counted
     assert trials[killed.number].user_attrs["worker_gone"].endswith(f":{first.pid}")
     assert not (sweep / str(killed.number) / "metrics.json").exists()

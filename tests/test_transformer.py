@@ -20,8 +20,8 @@ from rnnexp.models.tasks import TASKS
 from rnnexp.models.tasks.transformer_lm import NETWORK_KEYS, TransformerLM
 from rnnexp.sampling import generate
 from rnnexp.train import build, run
-from tests.conftest import CONF, compose_config, lr_trace
-from tests.tweets_fixtures import write_tweets
+from tests.helpers import CONF, compose_config, lr_trace
+from tests.helpers.tweets import write_tweets
 
 ADAMW = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3, "weight_decay": 0.1}
 VOCAB = 95  # the tweets' vocabulary with the default split (docs/tweets.md)
@@ -149,7 +149,7 @@ def test_the_preset_warms_up_then_decays_and_spares_norms_from_weight_decay():
     ],
 )
 def test_bad_keys_are_config_errors_in_one_line(tmp_path, overrides, message):
-    from tests.data_fixtures import write_all
+    from tests.helpers.data import write_all
 
     cfg = compose_config(["data=tweets", "model=transformer_lm", *overrides], tmp_path)
     cfg.paths.data_dir = str(write_all(tmp_path / "data"))

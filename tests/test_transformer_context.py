@@ -13,8 +13,8 @@ from rnnexp.errors import ConfigError
 from rnnexp.models.dynamic_eval import Updater, run_stream
 from rnnexp.models.nets.transformer import TransformerLMNet
 from rnnexp.train import build
-from tests.conftest import compose_config
-from tests.tweets_fixtures import write_tweets
+from tests.helpers import compose_config
+from tests.helpers.tweets import write_tweets
 
 
 def net(context=8, eval_stride=1, vocab=11) -> TransformerLMNet:

@@ -19,8 +19,8 @@ from rnnexp.errors import ConfigError, DataError, UserError
 from rnnexp.models.tasks.language_model import LanguageModel
 from rnnexp.sampling import generate, next_token_distribution
 from rnnexp.train import run
-from tests.conftest import SHARED_DATA, compose_config, run_cli
-from tests.tweets_fixtures import make_tweets, write_tweets
+from tests.helpers import SHARED_DATA, compose_config, run_cli
+from tests.helpers.tweets import make_tweets, write_tweets
 
 REAL = SHARED_DATA / "tweets" / "trump_tweets.txt"
 
@@ -74,7 +74,7 @@ def test_every_copy_of_a_tweet_goes_to_one_split():
     assert len(set(val)) == len(set(test)) == 4  # the fractions count distinct texts
 
 
-@pytest.mark.skipif(not REAL.exists(), reason="the shared trump_tweets.txt is not on this machine")
+@pytest.mark.shared_data("tweets/trump_tweets.txt")
 def test_the_real_file_has_no_training_tweet_in_val_or_test():
     from rnnexp.data.tweets import read_documents, split_documents
 

@@ -22,15 +22,16 @@ from rnnexp.runtime.terminal import format_value
 log = logging.getLogger("rnnexp.progress")
 
 # The metrics worth a place in a progress line: the training loss, and validation loss,
-# accuracy, perplexity and bits per character.
-KEY_METRICS = {"train/": ("loss", "loss_epoch"), "val/": ("loss", "acc", "ppl", "bpc")}
+# accuracy, exact-match rate (seq2seq), perplexity and bits per character; and whatever the
+# checkpoint callback monitors, when that is another one.
+KEY_METRICS = {"train/": ("loss", "loss_epoch"), "val/": ("loss", "acc", "exact", "ppl", "bpc")}
 
 
-def key_metrics(metrics: Dict[str, torch.Tensor], prefixes=("train/", "val/")) -> str:
+def key_metrics(metrics: Dict[str, torch.Tensor], prefixes=("train/", "val/"), monitored: Optional[str] = None) -> str:
     shown = []
     for name in sorted(metrics, key=lambda k: (not k.startswith("train/"), k)):
         prefix, _, short = name.partition("/")
-        if f"{prefix}/" in prefixes and short in KEY_METRICS.get(f"{prefix}/", ()):
+        if f"{prefix}/" in prefixes and (short in KEY_METRICS.get(f"{prefix}/", ()) or name == monitored):
             value = metrics[name]
             value = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
             if isinstance(value, (int, float)):
@@ -93,9 +94,12 @@ class ProgressLog(pl.Callback):
     def _write(self, trainer: pl.Trainer, epoch: int, where: str, prefixes, seconds: float, samples: int,
                tokens: int) -> None:
         seconds = max(seconds, 1e-9)
-        epochs = f"/{trainer.max_epochs}"  # counted from 1, as in "max_epochs=10 reached" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        # Counted from 1, as in "max_epochs=10 reached"; no "/-1" when epochs are unlimited.
+        epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
         speed = f"{samples / seconds:,.0f} samples/s"
         if self._has_tokens:
             speed += f", {tokens / seconds:,.0f} tokens/s"
-        parts = [f"epoch {epoch + 1}{epochs}", where, key_metrics(trainer.callback_metrics, prefixes), f"{speed} ({seconds:.1f} s)"]
+        monitored = getattr(trainer.checkpoint_callback, "monitor", None)
+        parts = [f"epoch {epoch + 1}{epochs}", where, key_metrics(trainer.callback_metrics, prefixes, monitored),
+                 f"{speed} ({seconds:.1f} s)"]
         log.info("  ".join(p for p in parts if p))

@@ -9,12 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Dict
 
-FIXTURE_WRITERS: Dict[str, Callable[[Path], None]] = {}
+from tests.helpers.mnist import write_mnist
+from tests.helpers.tweets import write_tweets
 
-from tests.mnist_fixtures import write_mnist  # noqa: E402
-FIXTURE_WRITERS["mnist"] = write_mnist
-from tests.tweets_fixtures import write_tweets  # noqa: E402
-FIXTURE_WRITERS["tweets"] = write_tweets
+FIXTURE_WRITERS: Dict[str, Callable[[Path], None]] = {"mnist": write_mnist, "tweets": write_tweets}
 
 
 def write_all(data_dir: Path) -> Path:

@@ -1,0 +1,26 @@
+"""What every benchmark shares: ``python benchmarks/<name>.py`` works from a clone with nothing
+installed (the repo root is put on ``sys.path`` here, once), and :func:`compose_train` is the
+config ``python train.py <overrides>`` would run.
+
+A benchmark starts with ``import _repo`` (the script's own folder is on ``sys.path``), before it
+imports ``rnnexp`` or ``benchmarks.*``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterable
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def compose_train(overrides: Iterable[str] = ()):
+    """The composed config of ``python train.py <overrides>`` (Hydra's compose API, ``conf/train.yaml``)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
