@@ -65,6 +65,20 @@ def _sequential(a: Tensor, b: Tensor, h0: Tensor, reverse: bool) -> Tensor:
 
 
 @torch.jit.script
+def _sequential_backward(a: Tensor, grad: Tensor) -> Tensor:
+    """g_t = grad_t + a_{t+1} g_{t+1} (``a`` already conjugated), reading a one step ahead: no shifted copy."""
+    out = torch.empty_like(grad)
+    steps = a.shape[0]
+    g = grad[steps - 1]
+    out[steps - 1] = g
+    for i in range(1, steps):
+        t = steps - 1 - i
+        g = torch.addcmul(grad[t], a[t + 1], g)
+        out[t] = g
+    return out
+
+
+@torch.jit.script
 def _chunked(a: Tensor, b: Tensor, h0: Tensor, reverse: bool, chunk: int) -> Tensor:
     steps = a.shape[0]
     chunks = (steps + chunk - 1) // chunk
@@ -154,11 +168,14 @@ class LinearRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_h: Tensor):  # type: ignore[override]
         a, h, h0 = ctx.saved_tensors
+        grad_h = grad_h.contiguous()
         # g_t = dL/dh_t + conj(a_{t+1}) g_{t+1}: a reverse scan with coefficients a shifted by one.
-        a_next = torch.cat([a[1:], torch.zeros_like(a[:1])])
-        if a_next.is_complex():
-            a_next = a_next.conj().resolve_conj()
-        g = scan(ctx.impl, a_next, grad_h.contiguous(), torch.zeros_like(h0), reverse=True)
+        a_conj = a.conj().resolve_conj() if a.is_complex() else a
+        if ctx.impl == "sequential":
+            g = _sequential_backward(a_conj, grad_h)
+        else:
+            a_next = torch.cat([a_conj[1:], torch.zeros_like(a_conj[:1])])
+            g = scan(ctx.impl, a_next, grad_h, torch.zeros_like(h0), reverse=True)
         grad_a = grad_h0 = None
         if ctx.needs_input_grad[0]:
             grad_a = torch.empty_like(a)
