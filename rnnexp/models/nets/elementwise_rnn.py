@@ -31,8 +31,6 @@ from rnnexp.models.nets.linear_recurrence import SCANS, choose, linear_recurrenc
 class ElementwiseRNN(nn.Module):
     """A multi-layer, optionally bidirectional stack of one elementwise cell (module docstring)."""
 
-    masks_lengths = True  # the backbone passes padded inputs and lengths, never a PackedSequence
-
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, batch_first: bool = True,
                  bidirectional: bool = False, dropout: float = 0.0, *, layer: Callable[..., nn.Module],
                  scan: str = "auto") -> None:

@@ -32,10 +32,10 @@ from torch import Tensor
 IMPLEMENTATIONS = ("sequential", "chunked", "parallel")
 SCANS = ("auto",) + IMPLEMENTATIONS
 
-# model.scan=auto: measured training-step figures (benchmarks/modern_cells.py, docs/cells.md).
-# On a CPU the sequential loop wins up to this many steps and the chunked form beyond; on a
-# GPU every step of a loop is a kernel launch, so the parallel scan wins beyond a few steps.
-CPU_CHUNKED_FROM = 1 << 62  # never, so far: sequential measured fastest at every length (docs/cells.md)
+# model.scan=auto (docs/cells.md): on a CPU the sequential loop measured fastest at every length
+# (28 to 4096 steps, B=64, H=128: benchmarks/modern_cells.py); on a GPU every step of a loop is a
+# kernel launch, so the doubling scan's log2(T) passes should win beyond a few steps. The GPU
+# threshold is an assumption until benchmarks/gpu_check.py has run on a GPU.
 GPU_PARALLEL_FROM = 16
 
 
@@ -44,12 +44,8 @@ def choose(scan: str, device: torch.device, steps: int) -> str:
     if scan != "auto":
         return scan
     if device.type == "cpu":
-        return "chunked" if steps >= CPU_CHUNKED_FROM else "sequential"
+        return "sequential"
     return "parallel" if steps >= GPU_PARALLEL_FROM else "sequential"
-
-
-# Each kernel computes h_t = a_t * h_{t-1} + b_t, or with ``reverse`` h_t = a_t * h_{t+1} + b_t
-# from h_T = h0 (the backward pass's recurrence), without flipping any tensor.
 
 
 @torch.jit.script
