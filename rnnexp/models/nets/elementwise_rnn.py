@@ -12,8 +12,9 @@ Variable lengths are masked instead of packed: past a row's length ``a = 1`` and
 its state passes through unchanged and the state after the last step is the state at the row's
 own last valid step; the reverse direction reads each row reversed within its own length, so it
 starts at the row's last valid step. Outputs past the length are zero, and padding values reach
-nothing (``where`` picks, it never multiplies them). The recurrence runs in fp32 whatever the
-autocast dtype of the projections (:mod:`rnnexp.models.nets.linear_recurrence`).
+nothing (``where`` picks, it never multiplies them). The recurrence and the carried state run in
+fp32 whatever the autocast dtype of the projections (:mod:`rnnexp.models.nets.linear_recurrence`);
+under autocast the outputs are emitted in its dtype, as torch's fused kernels emit theirs.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class ElementwiseRNN(nn.Module):
             valid = (time < rows).to(x.device)[..., None]  # [T, B, 1]
             # Reversed within each row's length; the padding stays where it is.
             order = torch.where(time < rows, rows - 1 - time, time).to(x.device)[..., None]
+        low = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else None
         finals: List[Tensor] = []
         for index in range(self.num_layers):
             if index > 0 and self.training and self.dropout > 0:
@@ -78,6 +80,8 @@ class ElementwiseRNN(nn.Module):
                 h = linear_recurrence(a, b, h0, impl)
                 finals.append(cell.to_state(h[-1]))
                 y = cell.readout(h, inputs)
+                if low is not None:  # emitted in autocast's dtype like the fused kernels; the state stays fp32
+                    y = y.to(low)
                 outs.append(y if direction == 0 else _reverse(y, order))
             data = outs[0] if len(outs) == 1 else torch.cat(outs, -1)
             if valid is not None:
