@@ -89,12 +89,13 @@ class RecurrentBackbone(nn.Module):
             raise ConfigError("forget_bias", forget_bias, f"cell={cell} has no forget gate; set it to null")
         if kind.elementwise and init != "default":
             raise ConfigError("init", init, f"cell={cell} has no recurrent matrix to initialise; use init=default")
-        given = {"scan": scan, "state_size": state_size, "r_min": r_min, "r_max": r_max, "max_phase": max_phase,
-                 "forget_bias": forget_bias}
-        for key, value in given.items():
-            if key not in kind.options and key != "forget_bias" and value != ("auto" if key == "scan" else None):
-                raise ConfigError(key, value, f"cell={cell} takes no {key}; set it to {'auto' if key == 'scan' else 'null'}")
-        options = {key: given[key] for key in kind.options}
+        # The cell keys (model.scan and the LRU's): refused where the cell takes none, passed where it does.
+        cell_keys = {"scan": scan, "state_size": state_size, "r_min": r_min, "r_max": r_max, "max_phase": max_phase}
+        unset = {"scan": "auto"}
+        for key, value in cell_keys.items():
+            if key not in kind.options and value != unset.get(key):
+                raise ConfigError(key, value, f"cell={cell} takes no {key}; set it to {unset.get(key) or 'null'}")
+        options = {k: v for k, v in {**cell_keys, "forget_bias": forget_bias}.items() if k in kind.options}
         check_block_options(block, norm, mlp_ratio)
         self.residual = block == "residual"
         check_positive_int("input_size", input_size)
@@ -230,12 +231,10 @@ class RecurrentBackbone(nn.Module):
             lengths = _check_lengths(lengths, batch, steps)
         if self.residual:
             return self._run_residual(x, lengths, state, masks)
-        if self.kind.elementwise:
-            pass  # padded inputs and lengths: the block masks its recurrence
-        elif self._taps is not None:  # diagnostics: padded tensors, one step at a time
+        if self._taps is not None:  # diagnostics: padded tensors, one step at a time
             if lengths is None:
                 lengths = torch.full((batch,), steps, dtype=torch.int64)
-        elif lengths is not None:
+        elif lengths is not None and not self.kind.elementwise:  # elementwise blocks mask their recurrence instead
             if bool((lengths < steps).any()):
                 packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
 
