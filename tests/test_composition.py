@@ -35,6 +35,12 @@ DATA = {
 }
 MODELS = ["classifier", "tagger", "lm", "seq2seq", "one_to_many", "auto"]
 CELLS = sorted(p.stem for p in (CONF / "cell").glob("*.yaml"))
+# The elementwise cells (docs/cells.md) cross every model once, on data it learns, in both block
+# kinds (test_new_cells_and_blocks_train_in_every_model); the full matrix keeps the classic cells.
+ELEMENTWISE = ["lru", "mingru", "minlstm"]
+MATRIX_CELLS = [c for c in CELLS if c not in ELEMENTWISE]
+LEARNED_BY = {"classifier": "mnist/row", "tagger": "toy_words/hello", "lm": "tweets/stream",
+              "seq2seq": "seq2seq_toy/reverse", "one_to_many": "mnist/row", "auto": "toy_words/i_like_dog"}
 # Which models can learn from which data: label data -> classifier; next-token data -> tagger or lm.
 LEARNS = {"classifier": {"i_like_dog", "row", "pixel", "permuted"}}
 LEARNS["tagger"] = LEARNS["lm"] = {"hello", "hello_batch", "hihello", "stream", "tweets"}
@@ -62,6 +68,8 @@ CROSSED = {
     "model.embedding_dropout": ["0.0", "0.1"],
     "model.ar": ["0.0", "2.0"],
     "model.tar": ["0.0", "1.0"],
+    "model.block": ["plain", "plain", "residual"],
+    "model.scan": ["auto", "auto", "chunked"],
     "logger": ["csv", "tensorboard", "none", "wandb", "many"],
     "schedule": [p.stem for p in sorted((CONF / "schedule").glob("*.yaml"))],
     "optimizer": [p.stem for p in sorted((CONF / "optimizer").glob("*.yaml"))],
@@ -95,7 +103,7 @@ def _train_or_refuse(overrides: List[str], out: Path, data_dir: Path) -> str:
     return "trained"
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", MATRIX_CELLS)
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("data", DATA)
 def test_every_data_model_cell_trains_or_refuses_in_one_line(tmp_path, data_dir, data, model, cell):
@@ -104,6 +112,14 @@ def test_every_data_model_cell_trains_or_refuses_in_one_line(tmp_path, data_dir,
         assert outcome == "trained", outcome
     else:
         assert outcome != "trained" and "is invalid" in outcome, outcome
+
+
+@pytest.mark.parametrize("cell,block", [(c, b) for c in ELEMENTWISE for b in ("plain", "residual")] + [("lstm", "residual")])
+@pytest.mark.parametrize("model", MODELS)
+def test_new_cells_and_blocks_train_in_every_model(tmp_path, data_dir, model, cell, block):
+    outcome = _train_or_refuse([*DATA[LEARNED_BY[model]], f"model={model}", f"cell={cell}", f"model.block={block}"],
+                               tmp_path, data_dir)
+    assert outcome == "trained", outcome
 
 
 @pytest.mark.parametrize("model", sorted(NOT_RECURRENT))
@@ -129,9 +145,21 @@ def crossing(index: int) -> List[str]:
     return overrides + [f"{key}={rng.choice(values)}" for key, values in sorted(CROSSED.items()) if rng.random() < 0.35]
 
 
+# What each sample does: trains, or is refused naming this key (the first check it fails). A
+# change to the crossed keys or the refusals changes these, deliberately: look at each new outcome.
+EXPECTED = {
+    0: "trained", 1: "model.embedding_dropout", 2: "model.embedding_dropout", 3: "trained", 4: "model.tar",
+    5: "model.weight_drop", 6: "trained", 7: "trained", 8: "model.embedding_dropout", 9: "model.embedding_dropout",
+    10: "model.nonlinearity", 11: "trained", 12: "trained", 13: "trained", 14: "model.embedding_dropout",
+    15: "trained", 16: "model.embedding_dropout", 17: "model.embedding_dim", 18: "model.embedding_dropout",
+    19: "model.encoder",
+}
+
+
 @pytest.mark.parametrize("index", range(SAMPLE))
 def test_a_random_crossing_trains_or_refuses_in_one_line(tmp_path, data_dir, index):
-    _train_or_refuse(crossing(index), tmp_path, data_dir)
+    outcome = _train_or_refuse(crossing(index), tmp_path, data_dir)
+    assert (outcome if outcome == "trained" else outcome.split("=", 1)[0]) == EXPECTED[index], (crossing(index), outcome)
 
 
 def test_the_random_crossing_checks_both_outcomes(tmp_path_factory, data_dir):

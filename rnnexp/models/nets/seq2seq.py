@@ -98,8 +98,9 @@ class Seq2SeqNet(nn.Module):
         decoder_kwargs = {k: v for k, v in backbone.items() if k not in ("hidden_sizes", "learn_initial_state")}
         decoder_kwargs.update(hidden_size=decoder_size, num_layers=layers, bidirectional=False)
         self.decoder = RecurrentBackbone(self.embed.output_size, **decoder_kwargs)
-        self.bridge = Bridge(bridge, self.encoder.kind.state_parts, self.encoder.hidden_sizes,
-                             self.encoder.num_directions, decoder_size, layers)
+        # State widths, not output widths: the LRU carries 2 x state_size reals per layer.
+        self.bridge = Bridge(bridge, self.encoder.kind.state_parts, self.encoder.state_sizes,
+                             self.encoder.num_directions, self.decoder.state_sizes[0], layers)
         self.attention = None
         if attention != "none":
             self.attention = Attention(attention, decoder_size, self.encoder.output_size)
