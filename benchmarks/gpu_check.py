@@ -26,8 +26,8 @@ from typing import Callable, List
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _repo  # noqa: E402,F401  (the repo root on sys.path: benchmarks/_repo.py)
+from _repo import ROOT  # noqa: E402
 
 from rnnexp.models.nets.backbone import RecurrentBackbone  # noqa: E402
 from rnnexp.models.nets.cells import CELLS  # noqa: E402
@@ -155,7 +155,7 @@ def presets(device, args) -> None:
     work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
     data_dir = Path(args.data_dir) if args.data_dir else None
     if data_dir is None:
-        from tests.data_fixtures import write_all
+        from tests.helpers.data import write_all
         data_dir = write_all(work / "data")
     for preset in sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")):
         def run(preset=preset) -> str:

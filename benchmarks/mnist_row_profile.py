@@ -24,8 +24,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+import _repo  # noqa: E402,F401  (the repo root on sys.path: benchmarks/_repo.py)
 from benchmarks.mnist_common import DEFAULT_DATA, Reference, preset_config  # noqa: E402
 from benchmarks.mnist_row import AS_REFERENCE  # noqa: E402
 

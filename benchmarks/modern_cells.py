@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnexp.allocator import set_allocator
+import _repo  # noqa: F401  (the repo root on sys.path: benchmarks/_repo.py)
+from rnnexp.runtime.allocator import set_allocator
 from rnnexp.models.nets.backbone import RecurrentBackbone
 
 NEW = ("mingru", "minlstm", "lru")
@@ -93,7 +94,7 @@ def main(argv: List[str] = None) -> None:
     parser.add_argument("--skip", nargs="*", default=[], help="configurations to leave out (e.g. lstm at 4096 on a slow host)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    set_allocator("cached")  # as train.py runs (rnnexp/allocator.py)
+    set_allocator("cached")  # as train.py runs (rnnexp/runtime/allocator.py)
     nets = {k: v for k, v in models(args).items() if k not in args.skip}
     print(f"device {args.device}, batch {args.batch}, hidden {args.hidden}, input {args.input}, one layer, "
           f"threads {torch.get_num_threads()}, forward+backward, median of {args.rounds} rounds")

@@ -16,7 +16,7 @@ from rnnexp.models.nets import linear_recurrence as lr
 from rnnexp.models.nets.seq2seq import Seq2SeqNet
 from rnnexp.models.nets.sequence_model import SequenceModel
 from rnnexp.train import run
-from tests.conftest import compose_config
+from tests.helpers import compose_config
 
 NEW = ["mingru", "minlstm", "lru"]
 
