@@ -16,7 +16,6 @@ machine are not citable; the breakdown is, with that caveat.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
