@@ -99,7 +99,7 @@ def _file(tmp: Path, name: str, content: bytes) -> Path:
 
 CASES = [
     # -- composing the config (no model is built) ----------------------------------------------
-    Case("unknown cell", lambda t: ["cell=nope"], "cell=nope is not a known choice; valid choices for 'cell': gru, jordan, lstm, rnn"),
+    Case("unknown cell", lambda t: ["cell=nope"], "cell=nope is not a known choice; valid choices for 'cell': gru, jordan, lru, lstm, mingru, minlstm, rnn"),
     Case("unknown trainer", lambda t: ["trainer=tpu"], "trainer=tpu is not a known choice; valid choices for 'trainer': cpu,"),
     Case("misspelt key", lambda t: ["model.hidden_sizz=3"], "model.hidden_sizz is not a config key; check the spelling"),
     Case("+ on an existing key", lambda t: ["+seed=3"], "seed already exists; override it without the leading +"),

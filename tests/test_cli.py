@@ -40,15 +40,16 @@ def test_multirun_over_every_cell(tmp_path):
     for job in sorted(p for p in sweep.iterdir() if p.name.isdigit()):
         assert (job / "metrics.json").exists()
         cells.append(OmegaConf.load(job / "config.yaml").model.cell)
-    assert sorted(cells) == sorted(p.stem for p in (CONF / "cell").glob("*.yaml")) == ["gru", "jordan", "lstm", "rnn"]
+    every = ["gru", "jordan", "lru", "lstm", "mingru", "minlstm", "rnn"]
+    assert sorted(cells) == sorted(p.stem for p in (CONF / "cell").glob("*.yaml")) == every
     # One table of the jobs at the end, best (lowest val/loss) first, with each job's override.
     lines = result.stdout.splitlines()
-    start = lines.index(f"4 jobs in {sweep}, best (lowest val/loss) first:")
-    header, *rows = lines[start + 1:start + 6]
+    start = lines.index(f"{len(every)} jobs in {sweep}, best (lowest val/loss) first:")
+    header, *rows = lines[start + 1:start + 2 + len(every)]
     assert header.split() == ["job", "val/loss", "status", "overrides"]
     losses = [json.loads((sweep / row.split()[0] / "metrics.json").read_text())["val/loss"] for row in rows]
     assert losses == sorted(losses) and all(row.split()[2] == "complete" for row in rows)
-    assert sorted(row.split()[3] for row in rows) == ["cell=gru", "cell=jordan", "cell=lstm", "cell=rnn"]
+    assert sorted(row.split()[3] for row in rows) == [f"cell={c}" for c in every]
 
 
 def test_output_to_a_file_has_a_line_per_epoch_the_run_directory_and_a_sorted_summary(tmp_path):
