@@ -12,14 +12,14 @@ checkpoint. Prime characters outside it map to the unknown symbol when the vocab
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import torch
-from omegaconf import OmegaConf
 
 from rnnexp.runtime.checkpoints import load_checkpoint
+from rnnexp.runtime.arguments import parse_arguments
 from rnnexp.runtime.cli import run_app
 from rnnexp.data.vocab import Vocab
 from rnnexp.errors import ConfigError, UserError, check_positive_int
@@ -39,18 +39,10 @@ class GenerateConfig:
 
 
 def parse(argv: Sequence[str]) -> GenerateConfig:
-    known = {f.name for f in fields(GenerateConfig)}
-    for arg in argv:
-        key = arg.split("=", 1)[0]
-        if "=" not in arg or key not in known:
-            raise UserError(f"unknown argument {arg!r}; use key=value with keys {', '.join(sorted(known))}")
     # Prime is text: kept verbatim rather than parsed as YAML ("prime=1" stays the string "1").
-    primes = [a.split("=", 1)[1] for a in argv if a.startswith("prime=")]
-    cfg = OmegaConf.merge(OmegaConf.structured(GenerateConfig), OmegaConf.from_dotlist(
-        [a for a in argv if not a.startswith("prime=")]))
-    out = GenerateConfig(**OmegaConf.to_container(cfg))
-    if primes:
-        out.prime = primes[-1]
+    out, texts, _ = parse_arguments(argv, GenerateConfig, verbatim=("prime",))
+    if texts["prime"]:
+        out.prime = texts["prime"][-1]
     return out
 
 

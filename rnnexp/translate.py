@@ -13,14 +13,14 @@ read from stdin, one per line. ``beam_size`` (1: greedy; default: the checkpoint
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import torch
-from omegaconf import OmegaConf
 
 from rnnexp.runtime.checkpoints import load_checkpoint
+from rnnexp.runtime.arguments import parse_arguments
 from rnnexp.runtime.cli import run_app
 from rnnexp.data.collate import collate_sequences
 from rnnexp.data.vocab import Vocab
@@ -38,14 +38,8 @@ class TranslateConfig:
 
 
 def parse(argv: Sequence[str]):
-    known = {f.name for f in fields(TranslateConfig)} | {"text"}
-    for arg in argv:
-        if "=" not in arg or arg.split("=", 1)[0] not in known:
-            raise UserError(f"unknown argument {arg!r}; use key=value with keys {', '.join(sorted(known))}")
-    texts = [a.split("=", 1)[1] for a in argv if a.startswith("text=")]
-    cfg = OmegaConf.merge(OmegaConf.structured(TranslateConfig),
-                          OmegaConf.from_dotlist([a for a in argv if not a.startswith("text=")]))
-    return TranslateConfig(**OmegaConf.to_container(cfg)), texts
+    cfg, texts, _ = parse_arguments(argv, TranslateConfig, verbatim=("text",))
+    return cfg, texts["text"]
 
 
 def load_seq2seq(path: Optional[str]) -> Seq2Seq:
