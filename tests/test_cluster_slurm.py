@@ -155,3 +155,39 @@ def test_a_job_signalled_before_preemption_saves_is_requeued_and_ends_as_if_neve
     assert f"Restoring states from the checkpoint path at {saved.group(1)}" in log
     assert len(list((run / ".hydra").glob("resumed_*"))) == 1   # requeued with resume=<run dir>
     assert _metrics(run) == _metrics(tmp_path / "sweep" / "1")
+
+
+def test_a_terminated_async_sweep_cancels_its_running_slurm_jobs_and_fails_their_trials(tmp_path, partition):
+    """SIGTERM to a sweep whose two trials train on SLURM: both jobs are cancelled on the cluster,
+    both trials are FAILED in the study (marked as cancelled, so a rerun replaces them), and the
+    command says so and exits 143."""
+    import signal
+    import time
+
+    url, study_name, name = f"sqlite:///{tmp_path / 'study.db'}", unique("slurm-abort"), unique("rnnexp-abort")
+    process = _start(tmp_path, *_launcher(partition, name), "hparams_search=toy_optuna", "hydra.sweeper.params=null",
+                     "trainer.max_epochs=choice(300,301)", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+                     f"hydra.sweeper.storage={url}", f"hydra.sweeper.study_name={study_name}",
+                     "callbacks=none", "test=false", "+trainer.limit_val_batches=1")
+    sweep = tmp_path / "sweep"
+
+    def running() -> list:
+        out = subprocess.run(["squeue", "-h", "-n", name, "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True).stdout
+        return out.split()
+
+    # Both trials train: their run directories exist and the cluster runs both jobs.
+    wait_for(lambda: (all((sweep / n / ".hydra" / "hydra.yaml").exists() for n in "01") and len(running()) == 2)
+             or process.poll() is not None, timeout=240, what="both trials to run on SLURM")
+    assert process.poll() is None, _finish(process)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, (out + err)[-4000:]
+    assert re.search(r"Sweep terminated \(SIGTERM\): cancelled SLURM jobs \S+ \S+; trials 0, 1 marked FAILED", out + err), \
+        (out + err)[-4000:]
+    deadline = time.monotonic() + 60
+    while running() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert running() == []
+    trials = optuna.load_study(study_name=study_name, storage=url).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert all("cancelled" in t.user_attrs and "error" not in t.user_attrs for t in trials)
