@@ -50,7 +50,7 @@ class ElementwiseRNN(nn.Module):
         self.state_size = cells[0].state_size
 
     def forward(self, x: Tensor, hx: Optional[Tensor] = None, lengths: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        batch, steps = x.shape[0], x.shape[1]
+        steps = x.shape[1]
         impl = choose(self.scan, x.device, steps)
         data = x.transpose(0, 1)  # time-major: a step's rows are contiguous for the scan
         valid = order = None

@@ -27,7 +27,7 @@ import math
 from typing import List
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 IMPLEMENTATIONS = ("sequential", "chunked", "parallel")
 SCANS = ("auto",) + IMPLEMENTATIONS
@@ -133,6 +133,21 @@ def _parallel(a: Tensor, b: Tensor, h0: Tensor, reverse: bool) -> Tensor:
 def widen(t: Tensor) -> Tensor:
     """``t`` in fp32 when it is in a lower precision (bf16 under autocast); fp32 and fp64 stay."""
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+class RealStateLayer(nn.Module):
+    """A layer whose carried state is its output ``h`` (minGRU, minLSTM): the state in and out as
+    it is (widened to fp32 on the way in), and ``h`` read out unchanged. The LRU, whose state is
+    complex and whose output is a readout of it, writes its own three."""
+
+    def to_state(self, h: Tensor) -> Tensor:
+        return h
+
+    def from_state(self, state: Tensor) -> Tensor:
+        return widen(state)
+
+    def readout(self, h: Tensor, x: Tensor) -> Tensor:
+        return h
 
 
 def chunk_length(steps: int) -> int:

@@ -20,10 +20,10 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
-from rnnexp.models.nets.linear_recurrence import widen
+from rnnexp.models.nets.linear_recurrence import RealStateLayer, widen
 
 
-class MinGRULayer(nn.Module):
+class MinGRULayer(RealStateLayer):
     """One direction of one layer: ``coefficients(x [T, B, F]) -> (a, b)`` of ``h_t = a_t h_{t-1} + b_t``."""
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
@@ -35,12 +35,3 @@ class MinGRULayer(nn.Module):
         gate, candidate = widen(self.proj(x)).chunk(2, dim=-1)
         z = torch.sigmoid(gate)
         return 1 - z, z * candidate
-
-    def to_state(self, h: Tensor) -> Tensor:
-        return h
-
-    def from_state(self, state: Tensor) -> Tensor:
-        return widen(state)
-
-    def readout(self, h: Tensor, x: Tensor) -> Tensor:
-        return h

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnexp.models.nets.linear_recurrence import widen
+from rnnexp.models.nets.linear_recurrence import RealStateLayer, widen
 
 
-class MinLSTMLayer(nn.Module):
+class MinLSTMLayer(RealStateLayer):
     """One direction of one layer: ``coefficients(x [T, B, F]) -> (a, b)`` of ``h_t = a_t h_{t-1} + b_t``."""
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: Optional[float] = None) -> None:
@@ -38,12 +38,3 @@ class MinLSTMLayer(nn.Module):
         # f / (f + i) = sigmoid(log f - log i): no 0 / 0 where both gates underflow.
         d = F.logsigmoid(forget) - F.logsigmoid(inp)
         return torch.sigmoid(d), torch.sigmoid(-d) * candidate
-
-    def to_state(self, h: Tensor) -> Tensor:
-        return h
-
-    def from_state(self, state: Tensor) -> Tensor:
-        return widen(state)
-
-    def readout(self, h: Tensor, x: Tensor) -> Tensor:
-        return h
