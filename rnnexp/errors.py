@@ -39,6 +39,16 @@ def check_choice(key: str, value: Any, choices: Iterable[str]) -> None:
         raise ConfigError(key, value, f"choose one of {', '.join(map(str, choices))}")
 
 
+def is_int(value: Any) -> bool:
+    """An integer, not a bool (YAML's true/false are ints to Python)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A real number (int or float), not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _bounds(low: Any, high: Any, low_open: bool, high_open: bool) -> str:
     if low is not None and high is not None:
         return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
@@ -55,7 +65,7 @@ def _outside(value: Any, low: Any, high: Any, low_open: bool, high_open: bool) -
 def check_int(key: str, value: Any, low: Any = None, high: Any = None, *, high_open: bool = True, hint: str = "") -> int:
     """An integer (not a bool) with ``low <= value`` and ``value < high`` (``<=`` if not ``high_open``);
     ``hint`` is appended to the message as written (e.g. ``" (0: off)"``)."""
-    if isinstance(value, bool) or not isinstance(value, int) or _outside(value, low, high, False, high_open):
+    if not is_int(value) or _outside(value, low, high, False, high_open):
         raise ConfigError(key, value, f"must be an integer {_bounds(low, high, False, high_open)}".rstrip() + hint)
     return value
 
@@ -64,8 +74,7 @@ def check_number(key: str, value: Any, low: Any = None, high: Any = None, *, low
                  high_open: bool = True, hint: str = "") -> float:
     """A real number (int or float, not a bool) within the bounds: ``[low, high)`` by default,
     ``low_open``/``high_open`` say which ends are excluded; ``hint`` is appended to the message."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
-            or _outside(value, low, high, low_open, high_open):
+    if not is_number(value) or value != value or _outside(value, low, high, low_open, high_open):
         raise ConfigError(key, value, f"must be a number {_bounds(low, high, low_open, high_open)}".rstrip() + hint)
     return value
 

@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterable, List, Optional
 import torch
 from torch import Tensor, nn
 
-from rnnexp.errors import ConfigError
+from rnnexp.errors import ConfigError, is_number
 from rnnexp.models.nets.layer_state import detach_state
 from rnnexp.models.nets.losses import sequence_loss_sum
 
@@ -63,15 +63,14 @@ def check_update(method: str, lr: Any, decay: Any, eps: Any = 1.0) -> None:
     """One line naming the bad value: an unknown method, ``lr <= 0``, a decay outside [0, 1)."""
     if method not in METHODS:
         raise ConfigError("method", method, f"choose one of {', '.join(METHODS)}")
-    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-    if not number(lr) or not lr > 0:
+    if not is_number(lr) or not lr > 0:
         raise ConfigError("lr", lr, "must be a number > 0 (dynamic=false scores without adaptation)")
-    if not number(decay) or not 0 <= decay < 1:
+    if not is_number(decay) or not 0 <= decay < 1:
         raise ConfigError("decay", decay, "must be a number in [0, 1): the fraction of the way back to the "
                           "trained weights per window")
     if method == "sgd" and decay:
         raise ConfigError("decay", decay, "applies to method=rms only; drop it or use method=rms")
-    if not number(eps) or not eps > 0:
+    if not is_number(eps) or not eps > 0:
         raise ConfigError("eps", eps, "must be a number > 0")
 
 

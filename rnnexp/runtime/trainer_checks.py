@@ -15,38 +15,30 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from rnnexp.errors import ConfigError
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+from rnnexp.errors import ConfigError, is_int, is_number
 
 
 def _int_at_least(low: int, note: str = "", none: bool = False) -> Tuple[Callable[[Any], bool], str]:
     text = f"must be an integer >= {low}{note}" + (" or null" if none else "")
-    return (lambda v: (none and v is None) or (_is_int(v) and v >= low)), text
+    return (lambda v: (none and v is None) or (is_int(v) and v >= low)), text
 
 
 def _batches(v: Any) -> bool:  # limit_*_batches, overfit_batches: a count or a fraction of the epoch
-    return v is None or (_is_int(v) and v >= 0) or (isinstance(v, float) and 0.0 <= v <= 1.0)
+    return v is None or (is_int(v) and v >= 0) or (isinstance(v, float) and 0.0 <= v <= 1.0)
 
 
 def _val_check_interval(v: Any) -> bool:  # every n training batches, or a fraction of the epoch
-    return v is None or (_is_int(v) and v >= 1) or (isinstance(v, float) and 0.0 < v <= 1.0)
+    return v is None or (is_int(v) and v >= 1) or (isinstance(v, float) and 0.0 < v <= 1.0)
 
 
 def _devices(v: Any) -> bool:
     if isinstance(v, (list, tuple, ListConfig)):
-        return len(v) > 0 and all(_is_int(d) and d >= 0 for d in v)
+        return len(v) > 0 and all(is_int(d) and d >= 0 for d in v)
     if isinstance(v, str):
         parts = [p.strip() for p in v.split(",") if p.strip()]
         return v == "auto" or (bool(parts) and all(p.lstrip("-").isdigit() for p in parts) and
                                (len(parts) > 1 or int(parts[0]) >= 1 or int(parts[0]) == -1))
-    return _is_int(v) and (v >= 1 or v == -1)
+    return is_int(v) and (v >= 1 or v == -1)
 
 
 RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
@@ -66,9 +58,9 @@ RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "limit_test_batches": (_batches, "must be an integer >= 0 (batches) or a fraction in [0, 1] of the split"),
     "limit_predict_batches": (_batches, "must be an integer >= 0 (batches) or a fraction in [0, 1] of the split"),
     "overfit_batches": (_batches, "must be an integer >= 0 (batches) or a fraction in [0, 1] of the training split"),
-    "fast_dev_run": (lambda v: isinstance(v, bool) or (_is_int(v) and v >= 0), "must be true, false or an integer >= 0"),
+    "fast_dev_run": (lambda v: isinstance(v, bool) or (is_int(v) and v >= 0), "must be true, false or an integer >= 0"),
     "devices": (_devices, "must be auto, an integer >= 1 (or -1: all), or a list of device indices"),
-    "gradient_clip_val": (lambda v: v is None or (_is_number(v) and v >= 0), "must be a number >= 0 or null (no clipping)"),
+    "gradient_clip_val": (lambda v: v is None or (is_number(v) and v >= 0), "must be a number >= 0 or null (no clipping)"),
     "gradient_clip_algorithm": (lambda v: v in (None, "norm", "value"), "choose one of norm, value"),
 }
 
