@@ -94,9 +94,8 @@ def run(cfg: DictConfig) -> Optional[float]:
     except Exception as exc:
         if cfg.get("resume") and held.state == "held":
             held.refuse()  # a refused resume: nothing written
-        elif not cfg.get("resume") and not trained and _remove_unused_run_dir(cfg, held):
-            pass  # refused before it trained (a bad value, a bad data file): no empty run left
-        else:
+        # A fresh run refused before it trained (a bad value, a bad data file) leaves no empty run.
+        elif cfg.get("resume") or trained or not _remove_unused_run_dir(cfg, held):
             held.record_failure(exc)
         raise
     finally:
