@@ -198,6 +198,29 @@ def test_lru_ring_initialisation_and_state_width():
     assert out.shape == (3, 4, 5) and state[0].shape == (1, 3, 800) and net.state_sizes == [800]
 
 
+def test_adamw_spares_the_lru_eigenvalue_parametrisation_from_weight_decay():
+    from rnnexp.models.tasks.classifier import SequenceClassifier
+    adamw = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 0.1, "weight_decay": 0.5}
+    model = SequenceClassifier(input_size=2, num_classes=3, optimizer=adamw, cell="lru", hidden_size=4,
+                               state_size=3, block="residual", num_layers=2)
+    optimizer = model.configure_optimizers()
+    decayed, spared = optimizer.param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)].rsplit(".", 1)[1] for p in spared["params"]) == sorted(["nu_log", "theta_log", "gamma_log"] * 2)
+    assert spared["weight_decay"] == 0.0 and decayed["weight_decay"] == 0.5
+    assert len(decayed["params"]) + len(spared["params"]) == len(list(model.parameters()))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()  # zero gradients: only decoupled weight decay moves a weight, by lr * wd
+    for n, p in model.named_parameters():
+        spare = n.rsplit(".", 1)[1] in ("nu_log", "theta_log", "gamma_log")
+        expected = before[n] if spare else before[n] * (1 - 0.1 * 0.5)
+        assert torch.allclose(p, expected, atol=1e-7), n
+    gru = SequenceClassifier(input_size=2, num_classes=3, optimizer=adamw, cell="gru", hidden_size=4)
+    assert len(gru.configure_optimizers().param_groups) == 1  # no hook: one group, as before
+
+
 def test_minlstm_forget_bias_sets_the_forget_gate_bias():
     net = RecurrentBackbone(2, cell="minlstm", hidden_size=3, forget_bias=2.0)
     assert torch.equal(net.blocks[0].cells[0].proj.bias[:3], torch.full((3,), 2.0))

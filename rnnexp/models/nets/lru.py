@@ -53,6 +53,12 @@ class LRULayer(nn.Module):
         nn.init.normal_(self.D.weight, std=1 / math.sqrt(input_size))
         nn.init.zeros_(self.D.bias)
 
+    def no_weight_decay(self) -> Tuple[str, ...]:
+        """The parametrisation of lambda and gamma: weight decay would pull ``nu_log`` toward 0,
+        ``|lambda|`` toward exp(-1), and undo the ring initialisation (the paper trains them
+        without it). Read by ``Optimization.optimizer_parameters``, as timm's hook of the same name."""
+        return ("nu_log", "theta_log", "gamma_log")
+
     def eigenvalues(self) -> Tensor:
         """lambda [N], complex (at least complex64)."""
         return torch.polar(torch.exp(-torch.exp(widen(self.nu_log))), torch.exp(widen(self.theta_log)))

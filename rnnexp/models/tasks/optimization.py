@@ -57,9 +57,16 @@ class Optimization:
         }
 
     def optimizer_parameters(self):
-        """What the optimizer gets: all parameters, or parameter groups (the transformer keeps
-        weight decay off its norms, biases and embeddings)."""
-        return self.parameters()
+        """What the optimizer gets: all parameters, or two groups when a module names parameters
+        that take no weight decay (``no_weight_decay()``, timm's hook: the LRU's eigenvalue
+        parametrisation). The transformer overrides this to keep decay off its norms, biases and
+        embeddings."""
+        exempt = {id(getattr(module, name)) for module in self.modules() if hasattr(module, "no_weight_decay")
+                  for name in module.no_weight_decay()}
+        if not exempt:
+            return self.parameters()
+        return [{"params": [p for p in self.parameters() if id(p) not in exempt]},
+                {"params": [p for p in self.parameters() if id(p) in exempt], "weight_decay": 0.0}]
 
     def _fusable(self, spec: Dict[str, Any]) -> Dict[str, Any]:
         """``spec`` without ``fused: true`` when Lightning would refuse it.
