@@ -1,4 +1,8 @@
-"""Bad input, as a user meets it: a real ``python train.py`` / ``python -m rnnexp.generate`` (``.evaluate``) subprocess.
+"""Bad input, as a user meets it: ``python train.py`` / ``python -m rnnexp.generate`` (``.evaluate``).
+
+The cases marked ``subprocess`` (a few of each kind: composing, a value, a checkpoint, a data
+file, each tool) run as a real subprocess; the others run the same entry point in this process
+(``tests.helpers.run_in_process``: the same code path and output without ~6 s of imports each).
 
 Every case must end with exit code 2 and one ``error:`` line naming the problem (and the fix),
 print no traceback, leave an earlier run's outputs exactly as they were and leave no run
@@ -18,7 +22,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from tests.helpers import compose_config, run_cli
+from tests.helpers import compose_config, run_cli, run_in_process
 from tests.helpers.mnist import write_mnist
 from tests.helpers.tweets import write_tweets
 
@@ -31,6 +35,7 @@ class Case:
     args: Callable[[Path], List[str]]  # given the test's folder, the command-line arguments
     message: str                        # a part of the error line
     module: Optional[str] = None        # python -m <module> instead of train.py
+    subprocess: bool = False            # a real ``python ...`` process instead of in-process
 
 
 def _fake_checkpoint(path: Path, overrides: List[str], global_step: int = 40) -> Path:
@@ -99,7 +104,7 @@ def _file(tmp: Path, name: str, content: bytes) -> Path:
 
 CASES = [
     # -- composing the config (no model is built) ----------------------------------------------
-    Case("unknown cell", lambda t: ["cell=nope"], "cell=nope is not a known choice; valid choices for 'cell': gru, jordan, lru, lstm, mingru, minlstm, rnn"),
+    Case("unknown cell", lambda t: ["cell=nope"], "cell=nope is not a known choice; valid choices for 'cell': gru, jordan, lru, lstm, mingru, minlstm, rnn", subprocess=True),
     Case("unknown trainer", lambda t: ["trainer=tpu"], "trainer=tpu is not a known choice; valid choices for 'trainer': cpu,"),
     Case("misspelt key", lambda t: ["model.hidden_sizz=3"], "model.hidden_sizz is not a config key; check the spelling"),
     Case("+ on an existing key", lambda t: ["+seed=3"], "seed already exists; override it without the leading +"),
@@ -110,7 +115,7 @@ CASES = [
     Case("negative learning rate", lambda t: ["optimizer.lr=-1"], "optimizer: Invalid learning rate: -1"),
     # trainer.* numbers, checked before Lightning sees them (max_epochs=abc was a 61-line traceback)
     Case("epochs not a number", lambda t: ["trainer.max_epochs=abc"],
-         "trainer.max_epochs='abc' is invalid: must be an integer >= -1 (-1: no limit) or null"),
+         "trainer.max_epochs='abc' is invalid: must be an integer >= -1 (-1: no limit) or null", subprocess=True),
     Case("negative epochs", lambda t: ["trainer.max_epochs=-5"], "trainer.max_epochs=-5 is invalid: must be an integer >= -1"),
     Case("steps not a number", lambda t: ["trainer.max_steps=ten"], "trainer.max_steps='ten' is invalid: must be an integer >= -1"),
     Case("limit above the whole split", lambda t: ["+trainer.limit_val_batches=1.5"],
@@ -126,7 +131,7 @@ CASES = [
     Case("unwritable output directory", lambda t: [f"paths.log_dir={_file(t, 'a_file', b'x')}/outputs"],
          "Not a directory; choose a writable folder with paths.log_dir="),
     Case("run directory under a file", lambda t: [f"hydra.run.dir={_file(t, 'a_file', b'x')}/run"],
-         "a_file/run: Not a directory; choose a writable folder with paths.log_dir=<dir> (or hydra.run.dir=<dir>)"),
+         "a_file/run: Not a directory; choose a writable folder with paths.log_dir=<dir> (or hydra.run.dir=<dir>)", subprocess=True),
     Case("run directory that cannot exist", lambda t: ["hydra.run.dir=/proc/rnnexp/run"],
          "cannot write /proc/rnnexp: No such file or directory; choose a writable folder"),
     Case("list without brackets", lambda t: ["model.hidden_sizes=128,256"],
@@ -148,11 +153,11 @@ CASES = [
     Case("resume of a checkpoint file", lambda t: [f"resume={_run_dir(t)}/checkpoints/resume.ckpt"],
          "is a checkpoint file; resume= takes its run directory"),
     Case("resume with another cell", lambda t: ["cell=gru", f"resume={_run_dir(t)}"],
-         "does not fit this config: model.cell is 'lstm' there, 'gru' here"),
+         "does not fit this config: model.cell is 'lstm' there, 'gru' here", subprocess=True),
     Case("multirun with ddp", lambda t: ["-m", "trainer=ddp"], "a multirun cannot re-launch DDP ranks; use trainer.strategy=ddp_spawn"),
     # -- data files ----------------------------------------------------------------------------
     Case("mnist truncated gzip", lambda t: _mnist(t, lambda f: _truncate(f / "train-images-idx3-ubyte.gz")),
-         "is not a complete gzip file"),
+         "is not a complete gzip file", subprocess=True),
     Case("mnist wrong IDX magic", lambda t: _mnist(t, lambda f: _wrong_magic(f / "train-images-idx3-ubyte.gz")),
          "has IDX magic number 2049, expected 2051"),
     Case("tweets missing offline", lambda t: ["data=tweets", "model=lm", f"paths.data_dir={t}/empty", "data.download=false"],
@@ -160,19 +165,19 @@ CASES = [
     Case("tweets empty file", lambda t: _tweets(t, b"\n \n"), "is empty; expected UTF-8 text"),
     Case("tweets binary file", lambda t: _tweets(t, b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"), "is a binary file (NUL byte"),
     Case("tweets not UTF-8", lambda t: _tweets(t, "great jobs\nCaf\u00e9 opening\n".encode("latin-1")),
-         "is not UTF-8: line 2, byte 3"),
+         "is not UTF-8: line 2, byte 3", subprocess=True),
     Case("batch larger than the data set", lambda t: _tweets(t) + ["data.batch_size=100000"],
          "cannot fill 100000 streams; lower data.batch_size"),
     # -- python -m rnnexp.generate ---------------------------------------------------------------
     Case("generate: prime outside the vocabulary",
          lambda t: [f"ckpt_path={_language_model(t)}", "prime=hex"], "characters the model's vocabulary lacks: 'x'",
-         module="rnnexp.generate"),
+         module="rnnexp.generate", subprocess=True),
     # -- python -m rnnexp.evaluate ---------------------------------------------------------------
     Case("evaluate: a checkpoint outside its run directory",
          lambda t: [f"ckpt_path={_language_model(t)}", "dynamic=true"], "config.yaml not found: the data settings come "
          "from the run's saved config", module="rnnexp.evaluate"),
     Case("evaluate: unknown method", lambda t: [f"ckpt_path={_language_model(t)}", "dynamic=true", "method=adam"],
-         "method='adam' is invalid: choose one of sgd, rms", module="rnnexp.evaluate"),
+         "method='adam' is invalid: choose one of sgd, rms", module="rnnexp.evaluate", subprocess=True),
 ]
 
 
@@ -181,7 +186,7 @@ def _snapshot(folder: Path) -> Dict[str, bytes]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c.id + (" (subprocess)" if c.subprocess else "") for c in CASES])
 def test_bad_input_ends_in_one_line_exit_2_and_touches_no_earlier_run(tmp_path, case):
     runs = tmp_path / "outputs" / "train" / "runs"
     earlier = runs / "earlier"
@@ -193,7 +198,7 @@ def test_bad_input_ends_in_one_line_exit_2_and_touches_no_earlier_run(tmp_path, 
         args.append("trainer.enable_progress_bar=false")
         if not any(a.startswith("paths.log_dir=") for a in args):
             args.append(f"paths.log_dir={tmp_path / 'outputs'}")
-    result = run_cli(*args, cwd=tmp_path, env=ENV, module=case.module)
+    result = (run_cli if case.subprocess else run_in_process)(*args, cwd=tmp_path, env=ENV, module=case.module)
 
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -213,7 +218,8 @@ def test_bad_input_ends_in_one_line_exit_2_and_touches_no_earlier_run(tmp_path, 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_the_gpu_trainer_without_a_gpu_says_use_the_cpu_trainer(tmp_path):
-    result = run_cli("trainer=gpu", "trainer.enable_progress_bar=false", cwd=tmp_path, env=ENV)
+    result = run_in_process("trainer=gpu", "trainer.enable_progress_bar=false", f"paths.log_dir={tmp_path}/outputs",
+                            cwd=tmp_path, env=ENV)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == (
         "error: trainer: this machine has no usable GPU; use trainer=cpu (or trainer.accelerator=cpu)")
@@ -228,7 +234,7 @@ UNREACHABLE = "http://127.0.0.1:9"
     ["data=tweets", "model=lm", f"data.url={UNREACHABLE}/trump_tweets.txt"],
 ], ids=["mnist", "tweets"])
 def test_a_failed_download_names_paths_data_dir_and_leaves_no_folder(tmp_path, data):
-    result = run_cli(*data, f"paths.data_dir={tmp_path}/data", f"paths.log_dir={tmp_path}/outputs", cwd=tmp_path, env=ENV)
+    result = run_in_process(*data, f"paths.data_dir={tmp_path}/data", f"paths.log_dir={tmp_path}/outputs", cwd=tmp_path, env=ENV)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: ") and "could not be downloaded" in error or "download from" in error, error

@@ -136,8 +136,9 @@ def test_the_diagnostics_path_runs_in_bf16_and_gives_state_gradients(cell, nonli
         loss = unrolled.float().sum()
     grads = state_gradients(loss, taps)
     # The unrolled cells compute what the fused kernel does, in the same dtypes: equal here (measured
-    # 0 for gru and rnn); one ulp of the output's size covers a kernel that sums in another order.
-    assert (unrolled.float() - fused.float()).abs().max() <= ULP * fused.float().abs().max()
+    # 0 for gru and rnn). oneDNN's bf16 LSTM (AVX-512 BF16 hosts) sums its gates in another order:
+    # measured 1.2 ulps of the output's size (AMD EPYC, avx512_bf16, seed 0); two ulps are allowed.
+    assert (unrolled.float() - fused.float()).abs().max() <= 2 * ULP * fused.float().abs().max()
     assert grads[0].shape == (2, 6, 12) and torch.isfinite(grads[0]).all() and grads[0].abs().sum() > 0
 
 
