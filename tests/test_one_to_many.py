@@ -55,15 +55,16 @@ def test_each_generated_digit_is_classified_as_its_own_class(tmp_path):
     (scaled to [0, 1] as the model reads them) puts the generated digit of each class, and its
     Bernoulli draws, in that class. A generator that ignored its label (writing the mean image) or
     mixed the classes up fails. The fixture's digit is a bar whose row the network must count out
-    after reading the label once; an LSTM of 64 gets most of it in 12 short epochs, a GRU of this
-    size (or a wider LSTM at a lower learning rate) not yet."""
+    after reading the label once; an LSTM of 64 gets all of it in 20-30 short epochs (12 were enough
+    on one host and 7 of 10 on another, avx512_bf16 AMD EPYC: too close to the edge; 30 epochs gave
+    10 of 10 for every draw at seeds 1, 2 and the default there), a GRU of this size not yet."""
     from rnnexp.models.tasks.one_to_many import OneToMany
     from tests.helpers.mnist import TRAIN_SIZE, make_split
 
     data_dir = tmp_path / "data"
     write_mnist(data_dir)
     cfg = compose_config(["experiment=mnist_generate_rows", "cell=lstm", "model.condition=onehot",
-                          "model.hidden_size=64", "optimizer.lr=0.01", "data.batch_size=20", "trainer.max_epochs=12",
+                          "model.hidden_size=64", "optimizer.lr=0.01", "data.batch_size=20", "trainer.max_epochs=30",
                           "trainer.enable_progress_bar=false", "logger=none", "test=false"], tmp_path)
     cfg.paths.data_dir = str(data_dir)
     run(cfg)
