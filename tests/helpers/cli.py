@@ -43,29 +43,23 @@ def _process_state_restored(env: dict):
     from hydra.core.hydra_config import HydraConfig
 
     saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), list(sys.argv)
-    root = logging.getLogger()
-    saved_root = (list(root.handlers), root.level)
-    saved_loggers = {name: (list(lg.handlers), lg.level, lg.propagate, lg.disabled)
-                     for name, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    def loggers():  # the root and every named logger, as Hydra's dictConfig may reconfigure them
+        return [logging.root] + [lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+
+    saved_loggers = {lg: (list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers()}
     threads = torch.get_num_threads()
     os.environ.pop("HYDRA_FULL_ERROR", None)
     os.environ.update(env)
     try:
         yield
     finally:
-        for handler in root.handlers:
-            if handler not in saved_root[0]:
-                handler.close()
-        root.handlers[:] = saved_root[0]
-        root.setLevel(saved_root[1])
-        for name, lg in logging.root.manager.loggerDict.items():
-            if isinstance(lg, logging.Logger):
-                handlers, level, propagate, disabled = saved_loggers.get(name, ([], logging.NOTSET, True, False))
-                for handler in lg.handlers:
-                    if handler not in handlers:
-                        handler.close()
-                lg.handlers[:], lg.propagate, lg.disabled = handlers, propagate, disabled
-                lg.setLevel(level)
+        for lg in loggers():
+            handlers, level, propagate, disabled = saved_loggers.get(lg, ([], logging.NOTSET, True, False))
+            for handler in lg.handlers:
+                if handler not in handlers:
+                    handler.close()
+            lg.handlers[:], lg.propagate, lg.disabled = handlers, propagate, disabled
+            lg.setLevel(level)
         torch.set_num_threads(threads)
         GlobalHydra.instance().clear()
         HydraConfig.instance().cfg = None
