@@ -20,6 +20,8 @@ from rnnexp.models.nets.layer_state import LayerState
 from rnnexp.models.nets.encoders import InputEncoder
 from rnnexp.models.nets.heads import ManyToManyHead, ManyToOneHead
 
+EMBEDDING_INIT_STD = 0.02  # GPT-2's; see SequenceModel._tie
+
 
 class SequenceModel(nn.Module):
     """``forward(inputs, lengths, state) -> (logits, final_state)``.
@@ -79,6 +81,14 @@ class SequenceModel(nn.Module):
                 "and as many classes as input tokens",
             )
         self.head.proj.weight = self.encoder.embedding.weight
+        if self.backbone.residual:
+            # The residual stream carries the embedding to the tied head: at nn.Embedding's std 1 the
+            # head starts out predicting the input token (initial loss 262 nats on random tokens at
+            # tweets_mingru's size). GPT-2's scale, as the transformer's (initial loss ~ log V).
+            embedding = self.encoder.embedding
+            with torch.no_grad():
+                embedding.weight.normal_(0.0, EMBEDDING_INIT_STD)
+                embedding.weight[embedding.padding_idx].zero_()
 
     def forward(
         self, inputs: Tensor, lengths: Optional[Tensor] = None, state: Optional[Sequence[LayerState]] = None
