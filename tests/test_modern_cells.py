@@ -186,6 +186,20 @@ def test_residual_blocks_have_their_parts_and_any_cell_fits():
     assert RecurrentBackbone(8, cell="gru", hidden_size=8, block="residual", mlp_ratio=0).residual_blocks[0].mlp is None
 
 
+
+def test_a_residual_lm_with_a_tied_head_starts_near_the_uniform_loss():
+    """The residual stream carries the embedding to the tied head: at std 1 it predicted the input
+    token (262 nats at this size); the initial loss must be about log V, the uniform guess's."""
+    torch.manual_seed(0)
+    vocab = 93
+    net = SequenceModel(vocab, vocab, False, encoder="embedding", embedding_dim=64, tie_weights=True, cell="mingru",
+                        hidden_size=64, num_layers=2, block="residual")
+    tokens = torch.randint(1, vocab, (8, 50))
+    logits, _ = net(tokens)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), tokens.roll(-1, 1).reshape(-1))
+    assert abs(loss.item() - math.log(vocab)) < 0.5
+    assert net.encoder.embedding.weight[0].abs().sum() == 0  # the padding row stays zero
+
 def test_lru_ring_initialisation_and_state_width():
     torch.manual_seed(0)
     net = RecurrentBackbone(2, cell="lru", hidden_size=5, state_size=400, r_min=0.5, r_max=0.8, max_phase=math.pi)
