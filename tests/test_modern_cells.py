@@ -103,28 +103,40 @@ def test_each_cell_follows_its_papers_equations(cell, bidirectional, scan):
 @pytest.mark.parametrize("impl", lr.IMPLEMENTATIONS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
 @pytest.mark.parametrize("steps", [1, 2, 11])
-def test_every_scan_matches_the_loop_and_passes_gradcheck(impl, dtype, steps):
+@pytest.mark.parametrize("shared", [False, True], ids=["a_per_step", "a_shared"])
+def test_every_scan_matches_the_loop_and_passes_gradcheck(impl, dtype, steps, shared):
+    """``a`` [T, B, H], or [H] shared by every step and row (the LRU's eigenvalues)."""
     torch.manual_seed(steps)
-    a = torch.rand(steps, 2, 3, dtype=torch.float64) * 0.95
+    shape = (3,) if shared else (steps, 2, 3)
+    a = torch.rand(shape, dtype=torch.float64) * 0.95
     if dtype.is_complex:
-        a = a * torch.exp(1j * torch.randn(steps, 2, 3, dtype=torch.float64))
+        a = a * torch.exp(1j * torch.randn(shape, dtype=torch.float64))
     b, h0 = torch.randn(steps, 2, 3, dtype=dtype), torch.randn(2, 3, dtype=dtype)
-    assert torch.allclose(lr.linear_recurrence(a, b, h0, impl), lr.reference(a, b, h0), atol=1e-12)
-    backwards = lr.reference(a.flip(0), b.flip(0), h0).flip(0)
-    assert torch.allclose(lr.scan(impl, a, b, h0, reverse=True), backwards, atol=1e-12)
+    full = a.expand(steps, 2, 3)
+    assert torch.allclose(lr.linear_recurrence(a, b, h0, impl), lr.reference(full, b, h0), atol=1e-12)
+    backwards = lr.reference(full.flip(0), b.flip(0), h0).flip(0)
+    assert torch.allclose(lr.scan(impl, full, b, h0, reverse=True), backwards, atol=1e-12)
     inputs = tuple(t.clone().requires_grad_() for t in (a, b, h0))
     assert torch.autograd.gradcheck(lambda *t: lr.linear_recurrence(*t, impl), inputs)
 
 
 @pytest.mark.parametrize("cell", NEW)
-def test_gradcheck_through_a_tiny_layer_with_lengths(cell):
+@pytest.mark.parametrize("lengths", [[4, 2], None])
+def test_gradcheck_through_a_tiny_layer(cell, lengths):
+    """Every parameter too (the LRU's nu, theta, gamma through its shared-a path without lengths)."""
     torch.manual_seed(1)
     extra = {"state_size": 2} if cell == "lru" else {}
     net = RecurrentBackbone(2, cell=cell, hidden_size=2, bidirectional=True, **extra).double()
     x = torch.randn(2, 4, 2, dtype=torch.double, requires_grad=True)
     h = torch.randn(2, 2, net.blocks[0].state_size, dtype=torch.double, requires_grad=True)
-    lengths = torch.tensor([4, 2])
-    assert torch.autograd.gradcheck(lambda x, h: net(x, lengths, [h])[0], (x, h))
+    lengths = None if lengths is None else torch.tensor(lengths)
+    names, params = zip(*net.named_parameters())
+
+    def run(x, h, *weights):
+        out = torch.func.functional_call(net, dict(zip(names, weights)), (x, lengths, [h]))
+        return out[0]
+
+    assert torch.autograd.gradcheck(run, (x, h) + tuple(p.detach().clone().requires_grad_() for p in params))
 
 
 def test_auto_picks_by_device_and_length():

@@ -4,7 +4,8 @@
 takes ``nn.RNN``'s constructor arguments and ``forward(x [B, T, F], hx [layers*D, B, S] | None,
 lengths [B] | None) -> (outputs [B, T, D*H], h_n [layers*D, B, S])``, in torch's layout of states.
 ``layer(input_size, hidden_size)`` builds one direction of one layer: an object with
-``coefficients(x [T, B, F]) -> (a, b)`` of ``h_t = a_t * h_{t-1} + b_t``, ``readout(h, x)``,
+``coefficients(x [T, B, F]) -> (a, b)`` of ``h_t = a_t * h_{t-1} + b_t`` (``a`` [T, B, H], or [H]
+shared by every step and row), ``readout(h, x)``,
 ``state_size`` and the ``to_state``/``from_state`` maps between its recurrence and the carried
 real tensor (the LRU's state is complex).
 
@@ -70,7 +71,7 @@ class ElementwiseRNN(nn.Module):
                 cell = self.cells[index * self.num_directions + direction]
                 inputs = data if direction == 0 else _reverse(data, order)
                 a, b = cell.coefficients(inputs)
-                if valid is not None:
+                if valid is not None:  # a shared a [H] (the LRU's) becomes one per step and row here
                     a = torch.where(valid, a, torch.ones((), dtype=a.dtype, device=a.device))
                     b = torch.where(valid, b, torch.zeros((), dtype=b.dtype, device=b.device))
                 if hx is None:

@@ -171,7 +171,8 @@ class LinearRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, h0: Tensor, impl: str) -> Tensor:  # type: ignore[override]
-        h = scan(impl, a, b, h0)
+        # A shared ``a`` [H] (the LRU's eigenvalues) is read through a stride-0 view: never T x B copies.
+        h = scan(impl, a.expand_as(b), b, h0)
         ctx.impl = impl
         ctx.save_for_backward(a, h, h0)
         return h
@@ -181,7 +182,7 @@ class LinearRecurrence(torch.autograd.Function):
         a, h, h0 = ctx.saved_tensors
         grad_h = grad_h.contiguous()
         # g_t = dL/dh_t + conj(a_{t+1}) g_{t+1}: a reverse scan with coefficients a shifted by one.
-        a_conj = a.conj().resolve_conj() if a.is_complex() else a
+        a_conj = (a.conj().resolve_conj() if a.is_complex() else a).expand_as(h)
         if ctx.impl == "sequential":
             g = _sequential_backward(a_conj, grad_h)
         else:
@@ -189,17 +190,26 @@ class LinearRecurrence(torch.autograd.Function):
             g = scan(ctx.impl, a_next, grad_h, torch.zeros_like(h0), reverse=True)
         grad_a = grad_h0 = None
         if ctx.needs_input_grad[0]:
-            grad_a = torch.empty_like(a)
-            torch.mul(g[1:], h[:-1].conj(), out=grad_a[1:])
-            torch.mul(g[0], h0.conj(), out=grad_a[0])
+            if a.dim() == 1:  # shared: the sum over steps and rows, without the [T, B, H] products
+                grad_a = _sum_times_conj(g[1:], h[:-1]) + _sum_times_conj(g[:1], h0[None])
+            else:
+                grad_a = torch.empty_like(a)
+                torch.mul(g[1:], h[:-1].conj(), out=grad_a[1:])
+                torch.mul(g[0], h0.conj(), out=grad_a[0])
         if ctx.needs_input_grad[2]:
-            grad_h0 = g[0] * a[0].conj()
+            grad_h0 = g[0] * a_conj[0]
         return grad_a, g, grad_h0, None
 
 
+def _sum_times_conj(g: Tensor, h: Tensor) -> Tensor:
+    """``(g * conj(h)).sum((0, 1))`` for [T, B, H] tensors."""
+    return (g * h.conj()).sum((0, 1))
+
+
 def linear_recurrence(a: Tensor, b: Tensor, h0: Tensor, impl: str = "sequential") -> Tensor:
-    """Every ``h_t = a_t * h_{t-1} + b_t`` for time-major ``a``, ``b`` [T, ...] and ``h0`` [...]."""
-    if a.shape != b.shape or a.shape[1:] != h0.shape:
+    """Every ``h_t = a_t * h_{t-1} + b_t`` for time-major ``b`` [T, B, H], ``h0`` [B, H] and ``a``
+    either [T, B, H] or [H], one coefficient per channel shared by every step and row (the LRU's)."""
+    if (a.shape != b.shape and a.shape != b.shape[-1:]) or b.shape[1:] != h0.shape:
         raise ValueError(f"a {tuple(a.shape)}, b {tuple(b.shape)} and h0 {tuple(h0.shape)} do not match")
     return LinearRecurrence.apply(a.contiguous(), b.contiguous(), h0.contiguous(), impl)
 

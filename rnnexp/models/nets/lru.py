@@ -24,13 +24,14 @@ import math
 from typing import Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnexp.models.nets.linear_recurrence import widen
 
 
 class LRULayer(nn.Module):
-    """One direction of one layer: ``coefficients(u [T, B, F]) -> (a, b)`` (complex) of ``x_t = a_t x_{t-1} + b_t``."""
+    """One direction of one layer: ``coefficients(u [T, B, F]) -> (a [N], b [T, B, N])`` (complex) of ``x_t = a x_{t-1} + b_t``."""
 
     def __init__(self, input_size: int, hidden_size: int, state_size: int, r_min: float, r_max: float,
                  max_phase: float) -> None:
@@ -64,10 +65,10 @@ class LRULayer(nn.Module):
         return torch.polar(torch.exp(-torch.exp(widen(self.nu_log))), torch.exp(widen(self.theta_log)))
 
     def coefficients(self, u: Tensor) -> Tuple[Tensor, Tensor]:
-        bu = widen(self.B(u))
-        bu = torch.view_as_complex(bu.unflatten(-1, (self.complex_size, 2)))
-        b = bu * torch.exp(widen(self.gamma_log))
-        return self.eigenvalues().expand_as(b), b
+        # gamma scales B's rows (re and im of each state), not the [T, B, N] product: one pass less each way.
+        weight = self.B.weight * torch.exp(self.gamma_log).repeat_interleave(2)[:, None]
+        b = torch.view_as_complex(widen(F.linear(u, weight)).unflatten(-1, (self.complex_size, 2)))
+        return self.eigenvalues(), b  # a = lambda [N], shared by every step and row
 
     def to_state(self, x: Tensor) -> Tensor:
         return torch.view_as_real(x).flatten(-2)

@@ -36,5 +36,5 @@ class MinLSTMLayer(RealStateLayer):
     def coefficients(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         forget, inp, candidate = widen(self.proj(x)).chunk(3, dim=-1)
         # f / (f + i) = sigmoid(log f - log i): no 0 / 0 where both gates underflow.
-        d = F.logsigmoid(forget) - F.logsigmoid(inp)
-        return torch.sigmoid(d), torch.sigmoid(-d) * candidate
+        a = torch.sigmoid(F.logsigmoid(forget) - F.logsigmoid(inp))
+        return a, (1 - a) * candidate  # i' = 1 - f'
