@@ -64,7 +64,7 @@ class EvaluateConfig:
     lr_grid: Optional[List[float]] = None  # tune: null is LR_GRID of the method
     decay_grid: Optional[List[float]] = None  # tune (rms): null is DECAY_GRID
     device: str = "auto"  # auto: cuda when there is one, else cpu
-    threads: Any = 1
+    threads: Any = "auto"  # as conf/train.yaml
     allocator: str = "cached"  # cached | system: rnnexp.runtime.allocator
 
 

@@ -214,8 +214,8 @@ def _run(cfg: DictConfig, held: HeldRunLog, trained: List[bool]) -> Optional[flo
     quiet_lightning()
     check_trainer(cfg.get("trainer"))  # again here: configs composed in code, values a sweep sets
     _refuse_ddp_in_multirun(cfg)
-    set_threads(cfg.get("threads", "auto"))
-    set_allocator(cfg.get("allocator", "cached"))
+    set_threads(cfg.threads)
+    set_allocator(cfg.allocator)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = _checkpoint_to_start_from(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -4,6 +4,7 @@ one table per cell kind, checkpoints of the earlier format, and the epoch sums."
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import inspect
 import json
@@ -61,6 +62,51 @@ def test_network_settings_are_written_once():
     arguments = set(inspect.signature(SequenceModel).parameters) | set(inspect.signature(RecurrentBackbone).parameters)
     arguments -= {"self", "backbone", "input_size", "num_classes", "many_to_one", "input_kind"}
     assert set(base) - {"_recursive_", "optimizer", "scheduler"} == arguments - {"cell"}
+
+
+def _code_defaults(target: str) -> dict:
+    """The defaults of the callable a ``_target_`` names (a class's ``__init__``)."""
+    module, name = target.rsplit(".", 1)
+    thing = getattr(importlib.import_module(module), name)
+    params = inspect.signature(thing).parameters
+    return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+
+def _same(yaml_value, code_value) -> bool:
+    return yaml_value == (list(code_value) if isinstance(code_value, tuple) else code_value)
+
+
+def _rnnexp_targets(node, where=""):
+    """(where, node) for every mapping under ``node`` whose ``_target_`` is rnnexp's."""
+    if isinstance(node, dict):
+        target = node.get("_target_")
+        if isinstance(target, str) and target.startswith("rnnexp."):
+            yield where, node
+        for key, value in node.items():
+            yield from _rnnexp_targets(value, f"{where}{key}.")
+
+
+def test_code_defaults_equal_the_yaml_that_sets_them():
+    """One rule: a key the YAML sets has, in the code it is passed to, no default or the same one
+    (hand-built objects behave as composed ones); the tools' process settings are train.yaml's."""
+    differ = []
+    for path in sorted(CONF.rglob("*.yaml")):
+        for where, node in _rnnexp_targets(yaml.safe_load(path.read_text()) or {}):
+            defaults = _code_defaults(node["_target_"])
+            for key, value in node.items():
+                if key in defaults and not (isinstance(value, str) and "${" in value) and not _same(value, defaults[key]):
+                    differ.append(f"{path.relative_to(CONF)}: {where}{key} = {value!r}, code {defaults[key]!r}")
+    base = yaml.safe_load((CONF / "model" / "base" / "network.yaml").read_text())
+    for cls in (SequenceModel, RecurrentBackbone):
+        for key, param in inspect.signature(cls).parameters.items():
+            if key in base and param.default is not inspect.Parameter.empty and not _same(base[key], param.default):
+                differ.append(f"model/base/network.yaml: {key} = {base[key]!r}, {cls.__name__} {param.default!r}")
+    train = yaml.safe_load((CONF / "train.yaml").read_text())
+    for tool in ("rnnexp.evaluate.EvaluateConfig", "rnnexp.generate.GenerateConfig", "rnnexp.translate.TranslateConfig"):
+        for key, default in _code_defaults(tool).items():
+            if key in ("threads", "allocator") and default != train[key]:
+                differ.append(f"{tool}.{key} = {default!r}, train.yaml {train[key]!r}")
+    assert not differ, differ
 
 
 def test_the_cell_table_drives_the_backbone():

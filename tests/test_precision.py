@@ -49,7 +49,7 @@ def _block_dtypes(backbone):
 
 @pytest.mark.parametrize("cell", BF16_CELLS)
 def test_each_cell_trains_a_few_steps_under_bf16_mixed_in_a_real_trainer(tmp_path, cell):
-    dm = ToyWordsDataModule("hello_batch")
+    dm = ToyWordsDataModule("hello_batch", repeat=1)
     torch.manual_seed(0)
     model = SequenceTagger(**dm.spec().model_kwargs(), cell=cell, hidden_size=16, optimizer=ADAM)
     seen = _block_dtypes(model.net.backbone)
@@ -191,7 +191,7 @@ def test_the_probe_is_cached_per_key_and_survives_a_damaged_file(tmp_path):
 
 
 def _tagger(cell):
-    dm = ToyWordsDataModule("hello_batch")
+    dm = ToyWordsDataModule("hello_batch", repeat=1)
     torch.manual_seed(0)
     return SequenceTagger(**dm.spec().model_kwargs(), cell=cell, hidden_size=16, optimizer=ADAM), dm
 
@@ -257,8 +257,19 @@ def test_auto_keeps_fp32_where_bf16_does_not_run_and_an_explicit_value_is_kept(m
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, **datamodule.spec().model_kwargs())
     assert precision.resolve_precision(cfg, model, datamodule) == "32-true"
-    cfg = make_cfg("trainer.precision=32")  # an explicit value is kept whatever the hardware
-    assert precision.resolve_precision(cfg, model, datamodule) == "32" and cfg.trainer.precision == 32
+    # An explicit value is kept whatever the hardware, under Lightning's own name: the one every reader sees.
+    for value, unified in [("32", "32-true"), ("bf16", "bf16-mixed"), ("bf16-true", "bf16-true")]:
+        cfg = make_cfg(f"trainer.precision={value}")
+        assert precision.resolve_precision(cfg, model, datamodule) == unified and cfg.trainer.precision == unified
+    # Dynamic evaluation steps under the autocast Lightning's plugin would (before: none for "bf16").
+    from rnnexp.models.dynamic_eval import autocast_for
+
+    for value, dtype in [("bf16", torch.bfloat16), ("bf16-mixed", torch.bfloat16), ("16-mixed", torch.float16)]:
+        with autocast_for(value, torch.device("cpu")):
+            assert torch.get_autocast_dtype("cpu") == dtype and torch.is_autocast_enabled("cpu")
+    for value in ("32", "32-true", "bf16-true", None):
+        with autocast_for(value, torch.device("cpu")):
+            assert not torch.is_autocast_enabled("cpu")
     # Without the run's model (a caller that has none) the CPU flags decide, as before the probe.
     for flags, expected in [(("amx_bf16", "avx512_bf16"), "bf16-mixed"), (("avx512_bf16",), "32-true"), ((), "32-true")]:
         monkeypatch.setattr(precision, "cpu_bf16_flags", lambda flags=flags: flags)
@@ -287,7 +298,7 @@ def test_fused_adam_falls_back_only_where_lightning_refuses_to_clip_it(tmp_path,
     # conf/optimizer/adam.yaml asks for fused Adam and trainer.gradient_clip_val defaults to 1.0;
     # Lightning's mixed-precision plugin raises on clipping a fused optimizer, so that one
     # combination runs torch's foreach update instead of failing at the first step.
-    dm = ToyWordsDataModule("hello_batch")
+    dm = ToyWordsDataModule("hello_batch", repeat=1)
     model = SequenceTagger(**dm.spec().model_kwargs(), cell="gru", hidden_size=8, optimizer=FUSED_ADAM)
     trainer = pl.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False,
                          enable_checkpointing=False, max_steps=2, limit_val_batches=1, precision=precision_flag,

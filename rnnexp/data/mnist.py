@@ -152,7 +152,7 @@ class MNISTDataModule(pl.LightningDataModule):
         val_size: int = 5000,
         split_seed: int = 0,
         batch_size: int = 128,
-        eval_batch_size: Optional[int] = None,
+        eval_batch_size: Optional[int] = 1000,
         shuffle: bool = True,
         shuffle_seed: int = 0,
         normalize: bool = True,

@@ -51,7 +51,7 @@ class ToyWordsDataModule(pl.LightningDataModule):
         level: Optional[str] = None,
         target: Optional[str] = None,
         batch_size: int = 3,
-        repeat: int = 1,
+        repeat: int = 20,
         shuffle: bool = True,
         seed: int = 0,
         num_workers: int = 0,

@@ -34,6 +34,7 @@ from typing import Any, Dict, Iterable, List, Optional
 import torch
 from torch import Tensor, nn
 
+from rnnexp.compat.lightning import autocast_dtype
 from rnnexp.errors import ConfigError, is_number
 from rnnexp.models.nets.layer_state import detach_state
 from rnnexp.models.nets.losses import sequence_loss_sum
@@ -76,8 +77,7 @@ def check_update(method: str, lr: Any, decay: Any, eps: Any = 1.0) -> None:
 
 def autocast_for(precision: Optional[str], device: torch.device):
     """The autocast Lightning runs a step under for ``trainer.precision`` (none for fp32)."""
-    precision = str(precision or "32-true")
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    dtype = autocast_dtype(precision or "32-true")
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)

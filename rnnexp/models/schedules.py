@@ -30,7 +30,7 @@ class TFExponentialDecay:
 
 def exponential_decay(
     optimizer: Optimizer,
-    decay_steps: int = 1,
+    decay_steps: int = 1000,
     decay_rate: float = 0.96,
     staircase: bool = False,
     gamma: Optional[float] = None,

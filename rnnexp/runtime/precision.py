@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 from omegaconf import DictConfig, open_dict
 
-from rnnexp.compat.lightning import precision_inputs
+from rnnexp.compat.lightning import precision_inputs, unified_precision
 from rnnexp.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,8 @@ def resolve_precision(cfg: DictConfig, model: Any = None, datamodule: Any = None
     if known and precision not in known:
         raise ConfigError("trainer.precision", precision, "choose auto, 32-true or bf16-mixed (or another of "
                           f"Lightning's: {', '.join(v for v in known if v not in (AUTO, '32-true', 'bf16-mixed'))})")
+    if precision != AUTO:
+        precision = unified_precision(precision)  # "bf16" -> "bf16-mixed": the one name every reader sees
     if precision == AUTO:
         precision, reason = detect(trainer.get("accelerator"))
         accelerator = str(trainer.get("accelerator") or AUTO)
@@ -222,5 +224,7 @@ def resolve_precision(cfg: DictConfig, model: Any = None, datamodule: Any = None
             cfg.trainer.precision = precision
         log.info("Precision: %s (trainer.precision=auto: %s; trainer.precision=32 forces fp32)", precision, reason)
     else:
+        with open_dict(cfg):
+            cfg.trainer.precision = precision
         log.info("Precision: %s (trainer.precision)", precision)
     return precision

@@ -61,7 +61,7 @@ class RecurrentBackbone(nn.Module):
         self,
         input_size: int,
         cell: str = "lstm",
-        hidden_size: int = 64,
+        hidden_size: int = 32,
         num_layers: int = 1,
         hidden_sizes: Optional[Sequence[int]] = None,
         bidirectional: bool = False,
