@@ -22,10 +22,9 @@ gated MLP (:mod:`rnnexp.models.nets.blocks`).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
@@ -33,15 +32,11 @@ from rnnexp.errors import ConfigError, check_choice, check_fraction, check_posit
 from rnnexp.models.nets.autocast_rnn import call_block
 from rnnexp.models.nets.blocks import ResidualBlock, check_block_options, make_norm
 from rnnexp.models.nets.cells import cell_kind
+from rnnexp.models.nets.initialisation import INITS, initialise_recurrent_weights
 from rnnexp.models.nets.layer_state import LayerState, join_layers, split_layers, to_dtype
-from rnnexp.models.nets.unrolled import LayerTap, one_direction_template, run_unrolled
+from rnnexp.models.nets.unrolled import LayerTap, UnrolledRecorder
 from rnnexp.models.nets.variational_dropout import VariationalMasks
 from rnnexp.models.nets.weight_drop import check_applies, dropped_weights
-
-# Recurrent-weight initialisations: torch's uniform default, orthogonal (Saxe et al. 2014),
-# identity with zero biases (IRNN: Le, Jaitly and Hinton 2015). Per gate block for LSTM/GRU.
-INITS = ("default", "orthogonal", "identity")
-
 
 class RecurrentBackbone(nn.Module):
     """``forward(x [B, T, F], lengths [B] | None, state | None) -> (outputs [B, T, D*H], final_state)``.
@@ -167,37 +162,14 @@ class RecurrentBackbone(nn.Module):
         # Reals carried per layer and direction: the width, or the LRU's 2 x state_size.
         self.state_sizes = [getattr(b, "state_size", b.hidden_size) for b, run in zip(self.blocks, self.runs) for _ in range(run)]
         if not kind.elementwise:
-            self._initialise(init, forget_bias)
-        # Per-step states for diagnostics (record_states); None on the normal path.
-        self._taps: Optional[List[LayerTap]] = None
-        self._templates: Dict[Tuple[int, int], nn.Module] = {}  # not submodules: they never hold weights
+            initialise_recurrent_weights(self.blocks, kind.forget_gate, init, forget_bias)
+        self._recorder: Optional[UnrolledRecorder] = None  # diagnostics only (record_states)
 
         self.initial_state = None
         if learn_initial_state:
             self.initial_state = nn.ParameterList(
                 nn.Parameter(torch.zeros(self.num_directions, 1, size)) for size in self.state_sizes for _ in range(kind.state_parts)
             )
-
-    def _initialise(self, init: str, forget_bias: Optional[float]) -> None:
-        forget = self.kind.forget_gate
-        for block in self.blocks:
-            for name, param in block.named_parameters():
-                hidden = block.hidden_size
-                if init != "default" and name.startswith("weight_hh"):
-                    with torch.no_grad():
-                        for gate in param.split(hidden):  # one [H, H] block per gate
-                            if init == "orthogonal":
-                                nn.init.orthogonal_(gate)
-                            else:
-                                gate.copy_(torch.eye(hidden))
-                if name.startswith("bias"):
-                    with torch.no_grad():
-                        if init == "identity":
-                            param.zero_()
-                        if forget_bias is not None:
-                            # torch adds bias_ih and bias_hh; TF's forget_bias is their sum.
-                            block_of_forget = param[forget * hidden : (forget + 1) * hidden]
-                            block_of_forget.fill_(forget_bias if name.startswith("bias_ih") else 0.0)
 
     @property
     def num_layers(self) -> int:
@@ -231,7 +203,7 @@ class RecurrentBackbone(nn.Module):
             lengths = _check_lengths(lengths, batch, steps)
         if self.residual:
             return self._run_residual(x, lengths, state, masks)
-        if self._taps is not None:  # diagnostics: padded tensors, one step at a time
+        if self._recorder is not None:  # diagnostics: padded tensors, one step at a time
             if lengths is None:
                 lengths = torch.full((batch,), steps, dtype=torch.int64)
         elif lengths is not None and not self.kind.elementwise:  # elementwise blocks mask their recurrence instead
@@ -244,12 +216,14 @@ class RecurrentBackbone(nn.Module):
         for index, (block, run) in enumerate(zip(self.blocks, self.runs)):
             if index > 0:
                 data = self._drop_between(data, masks, index - 1)
-            if self._taps is None:
+            if self._recorder is None:
                 hx = None if state is None else join_layers(state[first : first + run])
                 data, hn = self._call_block(block, data, hx, lengths)
                 final.extend(split_layers(to_dtype(hn, x.dtype), run, self.num_directions))
             else:
-                data = self._run_unrolled(index, block, run, data, lengths, state, first, final)
+                states = None if state is None else list(state[first : first + run])
+                data, finals = self._recorder.run_block(index, block, data, lengths, states, self.training)
+                final.extend(to_dtype(hn, x.dtype) for hn in finals)
             first += run
 
         if isinstance(data, PackedSequence):
@@ -303,29 +277,11 @@ class RecurrentBackbone(nn.Module):
         if self.kind.elementwise or self.residual:
             raise ConfigError("callbacks.gradient_through_time", self.cell if self.kind.elementwise else "block=residual",
                               "steps torch's own rnn/lstm/gru/jordan modules in plain blocks only; turn it off here")
-        self._taps = []
+        self._recorder = UnrolledRecorder(self.num_directions, self.kind.state_parts, self.kind.autocast_covers)
         try:
-            yield self._taps
+            yield self._recorder.taps
         finally:
-            self._taps = None
-
-    def _run_unrolled(self, index, block, run, data, lengths, state, first, final):
-        assert self._taps is not None
-        dtype = data.dtype
-        for k in range(run):
-            if k > 0 and self.training and block.dropout > 0:
-                data = F.dropout(data, block.dropout, True)
-            key = (index, k)
-            if key not in self._templates:
-                self._templates[key] = one_direction_template(block, k, self.num_directions)
-            hx = None if state is None else state[first + k]
-            data, hn, tap = run_unrolled(
-                self._templates[key], block, k, self.num_directions, data, lengths, hx, self.kind.state_parts,
-                self.kind.autocast_covers,
-            )
-            final.append(to_dtype(hn, dtype))
-            self._taps.append(tap)
-        return data
+            self._recorder = None
 
     def _learned_initial_state(self, batch: int) -> List[LayerState]:
         assert self.initial_state is not None

@@ -11,9 +11,10 @@ values, and each step's state is a tensor that feeds the next step and the outpu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnexp.models.nets.autocast_rnn import call_block
@@ -97,6 +98,34 @@ def run_unrolled(
         finals_c.append(c)
     final: State = (torch.stack(finals_h), torch.stack(finals_c)) if lstm else torch.stack(finals_h)
     return torch.cat(outputs, -1), final, LayerTap(tapped, lengths)
+
+
+class UnrolledRecorder:
+    """The diagnostic path beside the backbone: while one is attached
+    (``RecurrentBackbone.record_states``), the backbone hands each block to :meth:`run_block`,
+    which runs its layers one step at a time and appends a :class:`LayerTap` per layer to ``taps``."""
+
+    def __init__(self, num_directions: int, state_parts: int, autocast_covers: bool) -> None:
+        self.num_directions, self.state_parts, self.autocast_covers = num_directions, state_parts, autocast_covers
+        self.taps: List[LayerTap] = []
+        self._templates: Dict[Tuple[int, int], nn.Module] = {}  # one-layer modules without weights of their own
+
+    def run_block(self, index: int, block: nn.Module, x: Tensor, lengths: Tensor, states: Optional[List[State]],
+                  training: bool) -> Tuple[Tensor, List[State]]:
+        """Block ``index``'s layers over padded ``x``: (outputs, the final state of each layer);
+        dropout between its layers as the fused module applies it."""
+        finals: List[State] = []
+        for k in range(block.num_layers):
+            if k > 0 and training and block.dropout > 0:
+                x = F.dropout(x, block.dropout, True)
+            key = (index, k)
+            if key not in self._templates:
+                self._templates[key] = one_direction_template(block, k, self.num_directions)
+            x, hn, tap = run_unrolled(self._templates[key], block, k, self.num_directions, x, lengths,
+                                      None if states is None else states[k], self.state_parts, self.autocast_covers)
+            finals.append(hn)
+            self.taps.append(tap)
+        return x, finals
 
 
 def state_gradients(loss: Tensor, taps: List[LayerTap]) -> List[Tensor]:
