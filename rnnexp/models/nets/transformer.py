@@ -104,6 +104,12 @@ class TransformerLMNet(nn.Module):
                 raise ConfigError("tie_weights", True, f"needs as many classes ({num_classes}) as input tokens ({vocab_size})")
             self.head.weight = self.embedding.weight
 
+    def no_weight_decay(self) -> Tuple[str, ...]:
+        """Every parameter but the weight matrices (norms, biases) and the embedding and positions,
+        as in GPT-2 and minGPT; ``named_parameters`` names a tied head weight once, as the embedding.
+        Read by ``Optimization.optimizer_parameters`` (timm's hook of the same name)."""
+        return tuple(name for name, p in self.named_parameters() if p.dim() != 2 or name in ("embedding.weight", "position"))
+
     def forward(self, inputs: Tensor, lengths: Optional[Tensor] = None,
                 state: Optional[List[Tensor]] = None) -> Tuple[Tensor, List[Tensor]]:
         steps = inputs.shape[1]

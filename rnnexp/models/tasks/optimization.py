@@ -59,9 +59,9 @@ class Optimization:
     def optimizer_parameters(self):
         """What the optimizer gets: all parameters, or two groups when a module names parameters
         that take no weight decay (``no_weight_decay()``, timm's hook: the LRU's eigenvalue
-        parametrisation). The transformer overrides this to keep decay off its norms, biases and
-        embeddings."""
-        exempt = {id(getattr(module, name)) for module in self.modules() if hasattr(module, "no_weight_decay")
+        parametrisation; the transformer's norms, biases and embeddings). Names are the module's own
+        parameter names, dotted for its submodules' (``get_parameter``)."""
+        exempt = {id(module.get_parameter(name)) for module in self.modules() if hasattr(module, "no_weight_decay")
                   for name in module.no_weight_decay()}
         if not exempt:
             return self.parameters()

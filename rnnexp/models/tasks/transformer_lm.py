@@ -29,7 +29,7 @@ class TransformerLM(LanguageModel):
     ``num_heads``, ``num_layers``, ``ff_size``, ``dropout``, ``attention_dropout``, ``positions``, ``context``,
     ``tie_weights``, ``eval_stride``); a recurrent setting (``cell``, ``hidden_size``, ...) is refused in one line.
     AdamW's weight decay applies to the weight matrices only (not to norms, biases, embeddings
-    or positions), as in GPT-2 and minGPT."""
+    or positions), as in GPT-2 and minGPT: :meth:`TransformerLMNet.no_weight_decay`."""
 
     def build_net(self, input_size: int, num_classes: int, input_kind: Optional[str], network: Dict[str, Any]) -> nn.Module:
         if input_kind == "features":
@@ -47,10 +47,3 @@ class TransformerLM(LanguageModel):
             return super()._logits(batch, stage)
         logits, _ = self(batch["inputs"], batch.get("lengths"))  # training: the window is the context
         return logits
-
-    def optimizer_parameters(self):
-        # named_parameters() names a tied head weight once, as embedding.weight.
-        decay = [p for name, p in self.net.named_parameters() if p.dim() == 2 and name not in ("embedding.weight", "position")]
-        chosen = {id(p) for p in decay}
-        rest = [p for p in self.parameters() if id(p) not in chosen]
-        return [{"params": decay}, {"params": rest, "weight_decay": 0.0}]
