@@ -33,7 +33,7 @@ from hydra_plugins.rnnexp_optuna_sweeper.space import (
     format_value, grid_points, grid_size, load_custom_search_space, search_space,
 )
 from hydra_plugins.rnnexp_optuna_sweeper.study import SweepStudy, open_storage, storage_url
-from rnnexp.errors import ConfigError, UserError
+from rnnexp.errors import ConfigError, UserError, check_int, is_int
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +88,9 @@ class RnnexpOptunaSweeper(Sweeper):
     ) -> None:
         self.directions = directions_of(direction)
         for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"hydra.sweeper.{key}", value, "must be an integer >= 1")
+            check_int(f"hydra.sweeper.{key}", value, 1)
         for key, value in (("heartbeat_interval", heartbeat_interval), ("grace_period", grace_period)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and (not is_int(value) or value < 1):
                 raise ConfigError(f"hydra.sweeper.{key}", value, "must be null or an integer >= 1 (seconds)")
         if not isinstance(max_failure_rate, (int, float)) or not 0.0 <= float(max_failure_rate) <= 1.0:
             raise ConfigError("hydra.sweeper.max_failure_rate", max_failure_rate, "must be in [0, 1]")

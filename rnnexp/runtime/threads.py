@@ -20,7 +20,7 @@ import os
 import time
 from typing import Any, Callable, Optional, Tuple
 
-from rnnexp.errors import ConfigError
+from rnnexp.errors import ConfigError, is_int
 
 
 def set_threads(threads: Any) -> int:
@@ -29,7 +29,7 @@ def set_threads(threads: Any) -> int:
 
     if threads in (None, "auto"):
         threads = auto_threads()
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+    if not is_int(threads) or threads < 1:
         raise ConfigError("threads", threads, "must be auto or an integer >= 1")
     torch.set_num_threads(threads)
     return threads

@@ -14,7 +14,7 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnexp.errors import ConfigError, check_choice
+from rnnexp.errors import ConfigError, check_choice, check_number
 
 BLOCKS = ("plain", "residual")
 NORMS = ("layer", "rms")
@@ -62,5 +62,5 @@ def check_block_options(block: str, norm: Optional[str], mlp_ratio: Optional[flo
         return
     if norm is not None:
         check_choice("norm", norm, NORMS)
-    if mlp_ratio is not None and (isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, (int, float)) or mlp_ratio < 0):
-        raise ConfigError("mlp_ratio", mlp_ratio, "must be a number >= 0 (0: no MLP sublayer)")
+    if mlp_ratio is not None:
+        check_number("mlp_ratio", mlp_ratio, 0, hint=" (0: no MLP sublayer)")

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from torch import nn
 
-from rnnexp.errors import ConfigError, check_positive_int
+from rnnexp.errors import ConfigError, check_number, check_positive_int
 from rnnexp.models.nets.elementwise_rnn import ElementwiseRNN
 from rnnexp.models.nets.jordan import JordanRNN
 from rnnexp.models.nets.lru import LRULayer
@@ -88,8 +88,7 @@ def _lru(scan: str = "auto", state_size: Optional[int] = None, r_min: Optional[f
     values = {"r_min": r_min, "r_max": r_max, "max_phase": max_phase}
     ring = {k: LRU_DEFAULTS[k] if v is None else v for k, v in values.items()}
     for key, value in ring.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(key, value, "must be a number")
+        check_number(key, value)
     if not 0 <= ring["r_min"] < ring["r_max"] < 1:
         raise ConfigError("r_min", ring["r_min"], f"the ring needs 0 <= r_min < r_max < 1 (r_max={ring['r_max']})")
     if not ring["max_phase"] > 0:

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from rnnexp.errors import ConfigError
+from rnnexp.errors import ConfigError, check_number
 from rnnexp.models.nets.activation_penalty import activation_penalties
 from rnnexp.models.nets.backbone import RecurrentBackbone
 from rnnexp.models.nets.layer_state import LayerState
@@ -54,8 +54,7 @@ class SequenceModel(nn.Module):
     ) -> None:
         super().__init__()
         for key, value in (("ar", ar), ("tar", tar)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ConfigError(key, value, "must be a number >= 0 (0: off)")
+            check_number(key, value, 0, hint=" (0: off)")
         self.ar, self.tar = float(ar), float(tar)
         self.encoder = InputEncoder(encoder, input_size, embedding_dim, input_kind, embedding_dropout)
         self.backbone = RecurrentBackbone(self.encoder.output_size, **backbone)
