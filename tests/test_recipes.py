@@ -154,7 +154,7 @@ def test_grad_norm_is_logged_only_on_logging_steps(tmp_path):
 
 
 class ManualClassifier(SequenceClassifier):
-    """A manual-optimization module written with RecurrentModule.manual_step."""
+    """A manual-optimization module written with SequenceTask.manual_step."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

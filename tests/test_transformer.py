@@ -17,7 +17,8 @@ from rnnexp.data.vocab import Vocab
 from rnnexp.errors import ConfigError
 from rnnexp.models.nets.transformer import TransformerLMNet
 from rnnexp.models.tasks import TASKS
-from rnnexp.models.tasks.transformer_lm import NETWORK_KEYS, TransformerLM
+from rnnexp.models.tasks.networks import TRANSFORMER_KEYS
+from rnnexp.models.tasks.transformer_lm import TransformerLM
 from rnnexp.sampling import generate
 from rnnexp.train import build, run
 from tests.helpers import CONF, compose_config, lr_trace
@@ -168,7 +169,7 @@ def test_an_rnn_key_without_plus_is_not_a_config_key(tmp_path):
 
 def test_the_yaml_names_exactly_the_network_keys_and_the_task_is_registered():
     own = yaml.safe_load((CONF / "model" / "transformer_lm.yaml").read_text())["model"]
-    assert set(own) - {"_target_", "_recursive_", "optimizer", "scheduler"} == set(NETWORK_KEYS)
+    assert set(own) - {"_target_", "_recursive_", "optimizer", "scheduler"} == set(TRANSFORMER_KEYS)
     assert TASKS["transformer_lm"] is TransformerLM
     assert "cell" not in compose_config(["model=transformer_lm"]).model
 

@@ -2,7 +2,7 @@
 
 With automatic optimization Lightning calls ``on_before_optimizer_step`` after backward
 and before it clips, so the norm is the one ``clip_by_global_norm`` compares with its
-threshold. Under manual optimization ``RecurrentModule.manual_step`` clips right after
+threshold. Under manual optimization ``SequenceTask.manual_step`` clips right after
 ``manual_backward``, so the norm is read in ``on_after_backward`` instead. Computing it
 costs a pass over all gradients, so it happens only on steps the loggers write
 (``trainer.log_every_n_steps``), and goes straight to the loggers rather than through

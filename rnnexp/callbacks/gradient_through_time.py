@@ -38,7 +38,7 @@ def gradient_norms_through_time(pl_module: pl.LightningModule, batch: Any) -> Te
     backbone = next((m for m in pl_module.modules() if isinstance(m, RecurrentBackbone)), None)
     if backbone is None or not hasattr(pl_module, "diagnostic_loss"):
         raise ConfigError("callbacks.gradient_through_time", type(pl_module).__name__,
-                          "needs an rnnexp RecurrentModule (a RecurrentBackbone and diagnostic_loss)")
+                          "needs an rnnexp SequenceTask (a RecurrentBackbone and diagnostic_loss)")
     was_training = pl_module.training
     pl_module.eval()
     # Forked RNG: building the one-step modules draws initial weights, which must not shift

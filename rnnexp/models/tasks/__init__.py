@@ -3,7 +3,7 @@
 from typing import Any, Dict, Type
 
 from rnnexp.errors import ConfigError
-from rnnexp.models.tasks.base import RecurrentModule
+from rnnexp.models.tasks.base import SequenceTask
 from rnnexp.models.tasks.classifier import SequenceClassifier
 from rnnexp.models.tasks.language_model import LanguageModel
 from rnnexp.models.tasks.one_to_many import OneToMany
@@ -12,7 +12,7 @@ from rnnexp.models.tasks.tagger import SequenceTagger
 from rnnexp.models.tasks.transformer_lm import TransformerLM
 
 # The short names of conf/model/*.yaml.
-TASKS: Dict[str, Type[RecurrentModule]] = {
+TASKS: Dict[str, Type[SequenceTask]] = {
     "classifier": SequenceClassifier,
     "tagger": SequenceTagger,
     "lm": LanguageModel,
@@ -24,7 +24,7 @@ TASKS: Dict[str, Type[RecurrentModule]] = {
 DEFAULT_TASK = {"label": "classifier", "step": "tagger", "next_token": "lm", "sequence": "seq2seq"}
 
 
-def auto(target_kind: Any = None, **kwargs: Any) -> RecurrentModule:
+def auto(target_kind: Any = None, **kwargs: Any) -> SequenceTask:
     """``model=auto``: the data's own task (:data:`DEFAULT_TASK`), built from the same settings."""
     if target_kind not in DEFAULT_TASK:
         raise ConfigError("target_kind", target_kind, f"model=auto needs the data's target kind, one of {', '.join(DEFAULT_TASK)}")
@@ -32,5 +32,5 @@ def auto(target_kind: Any = None, **kwargs: Any) -> RecurrentModule:
 
 
 __all__ = [
-    "DEFAULT_TASK", "TASKS", "LanguageModel", "OneToMany", "RecurrentModule", "Seq2Seq", "SequenceClassifier", "SequenceTagger", "TransformerLM", "auto",
+    "DEFAULT_TASK", "TASKS", "LanguageModel", "OneToMany", "SequenceTask", "Seq2Seq", "SequenceClassifier", "SequenceTagger", "TransformerLM", "auto",
 ]

@@ -11,21 +11,12 @@ from torch import Tensor, nn
 from rnnexp.compat.lightning import attached_trainer
 from rnnexp.batch import DESCRIBE_TARGETS
 from rnnexp.errors import ConfigError, check_choice, check_number
-from rnnexp.models.nets.sequence_model import SequenceModel
 from rnnexp.models.tasks.epoch_sums import EpochSums
+from rnnexp.models.tasks.networks import NETWORKS
 from rnnexp.models.tasks.optimization import Optimization
 from rnnexp.models.tasks.step_logging import logs_this_step
 
 CLIP_ALGORITHMS = ("norm", "value")
-
-
-def without_penalties(network: Dict[str, Any], model: str) -> Dict[str, Any]:
-    """``network`` without the keys only :class:`SequenceModel` reads (AR, TAR, embedding row
-    dropout), for the tasks built on other networks; a value set there is refused in one line."""
-    for key in ("ar", "tar", "embedding_dropout"):
-        if network.get(key):
-            raise ConfigError(key, network[key], f"is not available for model={model}; set it to 0")
-    return {k: v for k, v in network.items() if k not in ("ar", "tar", "embedding_dropout")}
 
 
 def plain(value: Any) -> Any:
@@ -35,13 +26,14 @@ def plain(value: Any) -> Any:
     return value
 
 
-class RecurrentModule(Optimization, pl.LightningModule):
-    """A task on a :class:`SequenceModel` built from plain hyperparameters.
+class SequenceTask(Optimization, pl.LightningModule):
+    """A task on a sequence network built from plain hyperparameters; which network is the
+    subclass's ``network`` (a name of :data:`rnnexp.models.tasks.networks.NETWORKS`).
 
     ``input_size``, ``num_classes``, ``input_kind``, ``target_kind`` and ``vocab`` come from the data
     (:meth:`rnnexp.batch.DataSpec.model_kwargs`); ``**network`` are the network's settings
-    (``cell``, ``hidden_size``, ``encoder``, ``pooling``, ...), passed through to
-    :class:`SequenceModel` and the backbone, whose signatures are their only list.
+    (``cell``, ``hidden_size``, ``encoder``, ``pooling``, ...; ``d_model``, ... for the
+    transformer), passed through to the network, whose signatures are their only list.
     ``optimizer`` is a ``_partial_`` spec (``{_target_: torch.optim.Adam, _partial_: true, lr: ...}``);
     ``scheduler`` is ``{scheduler: <_partial_ spec>, interval: step|epoch, frequency, monitor}``
     or None. Every argument is a plain value, so ``load_from_checkpoint(path)`` needs nothing else
@@ -49,7 +41,8 @@ class RecurrentModule(Optimization, pl.LightningModule):
 
     Subclasses say which data they learn from (``accepts``: target kinds of
     :data:`rnnexp.batch.TARGET_KINDS`), whether the head is many-to-one, and how a batch's
-    logits give the loss sum, its weight and the correct predictions (:meth:`_sums_of`).
+    logits give the loss sum, its weight and the correct predictions (:meth:`_sums_of`), and which
+    network they run (``network``; ``causal`` for one that must read left to right).
     Per epoch, ``{stage}/loss`` and ``{stage}/acc`` come from those sums; ``train/loss_step``
     is logged on the steps Lightning writes.
 
@@ -61,6 +54,8 @@ class RecurrentModule(Optimization, pl.LightningModule):
 
     accepts: Tuple[str, ...] = ()
     many_to_one: bool
+    network: str = "recurrent"
+    causal: bool = False
 
     def __init__(
         self,
@@ -85,12 +80,12 @@ class RecurrentModule(Optimization, pl.LightningModule):
             check_number("gradient_clip_val", gradient_clip_val, 0, low_open=True, hint=", or null for no clipping")
         self.net = self.build_net(input_size, num_classes, input_kind, {key: self.hparams[key] for key in network})
         self.sums = EpochSums()
-        self._penalties: Dict[str, Tensor] = {}  # this training step's AR/TAR terms (SequenceModel.run)
+        self._penalties: Dict[str, Tensor] = {}  # this training step's AR/TAR terms (the network's run)
 
     def build_net(self, input_size: int, num_classes: int, input_kind: Optional[str], network: Dict[str, Any]) -> nn.Module:
         """The network from the data's sizes and the network settings; a task with a network of
         another shape (the encoder-decoder) overrides it."""
-        return SequenceModel(input_size, num_classes, many_to_one=self.many_to_one, input_kind=input_kind, **network)
+        return NETWORKS[self.network].build(input_size, num_classes, input_kind, network, self.many_to_one, self.causal)
 
     def _check_targets(self, target_kind: Optional[str]) -> None:
         """A task that cannot learn from the data's targets is one line naming the task that can."""
@@ -118,7 +113,7 @@ class RecurrentModule(Optimization, pl.LightningModule):
     def _run(self, inputs: Tensor, lengths: Optional[Tensor], state: Any, stage: str):
         """``self(inputs, lengths, state)``; in training, the network's activation penalties (AR,
         TAR) are kept for :meth:`_step` to add to the loss."""
-        if stage == "train" and isinstance(self.net, SequenceModel):
+        if stage == "train" and NETWORKS[self.network].penalties:
             logits, final, self._penalties = self.net.run(inputs, lengths, state)
             return logits, final
         return self(inputs, lengths, state)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rnnexp.models.tasks.base import RecurrentModule
+from rnnexp.models.tasks.base import SequenceTask
 from rnnexp.models.tasks.epoch_sums import correct_predictions
 
 
-class SequenceClassifier(RecurrentModule):
+class SequenceClassifier(SequenceTask):
     """Batches with ``inputs``, ``lengths`` and ``targets`` [B] (:mod:`rnnexp.batch`).
 
     The loss is the mean cross-entropy over the batch; per epoch ``{stage}/loss`` and

@@ -17,7 +17,6 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from rnnexp.errors import ConfigError
 from rnnexp.models.nets.layer_state import detach_state
 from rnnexp.models.tasks.tagger import SequenceTagger
 
@@ -33,11 +32,10 @@ class LanguageModel(SequenceTagger):
 
     accepts = ("next_token",)
 
+    causal = True  # reads left to right: no bidirectional network
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        backbone = getattr(self.net, "backbone", None)  # the transformer has none
-        if backbone is not None and backbone.num_directions == 2:
-            raise ConfigError("model.bidirectional", True, "a language model reads left to right; set it to false")
         self._states: Dict[str, Optional[List[Any]]] = {}
 
     def _logits(self, batch, stage: str):

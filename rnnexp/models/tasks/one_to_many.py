@@ -26,7 +26,8 @@ from torch import Tensor, nn
 
 from rnnexp.errors import ConfigError, check_choice, check_positive_int
 from rnnexp.models.nets.backbone import RecurrentBackbone
-from rnnexp.models.tasks.base import RecurrentModule, without_penalties
+from rnnexp.models.tasks.base import SequenceTask
+from rnnexp.models.tasks.networks import without_penalties
 
 log = logging.getLogger(__name__)
 OUTPUTS = ("bernoulli", "gaussian")
@@ -61,14 +62,14 @@ class OneToManyNet(nn.Module):
         return self.proj(outputs)
 
 
-class OneToMany(RecurrentModule):
+class OneToMany(SequenceTask):
     accepts = ("label",)
     many_to_one = False
 
     def __init__(self, input_size: int, num_classes: int, steps: int = 28, condition: str = "embedding",
                  rest: str = "zeros", output: str = "bernoulli", pixel_scale: float = 255.0, samples: int = 3,
                  **kwargs: Any) -> None:
-        """``kwargs``: RecurrentModule's own arguments (optimizer, ...) and the backbone's settings."""
+        """``kwargs``: SequenceTask's own arguments (optimizer, ...) and the backbone's settings."""
         check_choice("output", output, OUTPUTS)
         if kwargs.get("input_kind") == "tokens":
             raise ConfigError("model", "one_to_many", "it writes float rows from a label (data=mnist data.mode=row); "

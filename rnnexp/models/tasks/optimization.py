@@ -1,7 +1,7 @@
 """How a task optimises: the optimizer and scheduler built from their plain ``_partial_`` specs,
 the fused-Adam rule under mixed precision, and the steps of manual optimization.
 
-A mixin of :class:`rnnexp.models.tasks.base.RecurrentModule` (and of every task on it), apart
+A mixin of :class:`rnnexp.models.tasks.base.SequenceTask` (and of every task on it), apart
 from the stages so that either can be read alone. It reads ``self.hparams.optimizer`` /
 ``scheduler`` / ``gradient_clip_*`` and the trainer; nothing else of the task.
 """
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 class Optimization:
     """``configure_optimizers`` and manual optimization for a LightningModule with plain
-    ``optimizer`` / ``scheduler`` hyperparameters (see :class:`RecurrentModule`)."""
+    ``optimizer`` / ``scheduler`` hyperparameters (see :class:`SequenceTask`)."""
 
     def configure_optimizers(self):
         spec = self.hparams.optimizer

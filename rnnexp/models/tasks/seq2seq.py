@@ -24,7 +24,7 @@ from rnnexp.compat.lightning import attached_trainer
 from rnnexp.batch import BOS, EOS, IGNORE_INDEX, PAD_INDEX
 from rnnexp.errors import ConfigError, check_number, check_positive_int
 from rnnexp.models.nets.seq2seq import Seq2SeqNet
-from rnnexp.models.tasks.base import without_penalties
+from rnnexp.models.tasks.networks import without_penalties
 from rnnexp.models.tasks.tagger import SequenceTagger
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Seq2Seq(SequenceTagger):
         if vocab is None or BOS not in vocab or EOS not in vocab:
             raise ConfigError("vocab", None if vocab is None else len(vocab),
                               f"model=seq2seq needs a vocabulary with {BOS} and {EOS} (data=seq2seq_toy)")
-        # kwargs: RecurrentModule's own arguments (optimizer, vocab, ...) and the backbones' settings.
+        # kwargs: SequenceTask's own arguments (optimizer, vocab, ...) and the backbones' settings.
         super().__init__(input_size, num_classes, attention=attention, bridge=bridge,
                          decoder_hidden_size=decoder_hidden_size, decoder_layers=decoder_layers, **kwargs)
         self.decoded = nn.ModuleDict({

@@ -7,11 +7,11 @@ import math
 import torch
 
 from rnnexp.models.nets.losses import sequence_loss_sum
-from rnnexp.models.tasks.base import RecurrentModule
+from rnnexp.models.tasks.base import SequenceTask
 from rnnexp.models.tasks.epoch_sums import correct_predictions
 
 
-class SequenceTagger(RecurrentModule):
+class SequenceTagger(SequenceTask):
     """Batches with ``inputs``, ``lengths``, ``targets`` [B, T] (``IGNORE_INDEX`` at padding)
     and optionally ``weights`` [B, T] (``sequence_loss(weights=...)``), see :mod:`rnnexp.batch`.
 

@@ -12,35 +12,17 @@ windows; so is dynamic evaluation, which carries the same state.
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Dict, Optional
-
-from torch import nn
-
-from rnnexp.errors import ConfigError
-from rnnexp.models.nets.transformer import TransformerLMNet
 from rnnexp.models.tasks.language_model import LanguageModel
-
-NETWORK_KEYS = sorted(set(inspect.signature(TransformerLMNet).parameters) - {"vocab_size", "num_classes"})
 
 
 class TransformerLM(LanguageModel):
-    """``model=transformer_lm``: network keys are :class:`TransformerLMNet`'s (``d_model``,
+    """``model=transformer_lm``: network keys are :class:`~rnnexp.models.nets.transformer.TransformerLMNet`'s (``d_model``,
     ``num_heads``, ``num_layers``, ``ff_size``, ``dropout``, ``attention_dropout``, ``positions``, ``context``,
     ``tie_weights``, ``eval_stride``); a recurrent setting (``cell``, ``hidden_size``, ...) is refused in one line.
     AdamW's weight decay applies to the weight matrices only (not to norms, biases, embeddings
     or positions), as in GPT-2 and minGPT: :meth:`TransformerLMNet.no_weight_decay`."""
 
-    def build_net(self, input_size: int, num_classes: int, input_kind: Optional[str], network: Dict[str, Any]) -> nn.Module:
-        if input_kind == "features":
-            raise ConfigError("model", "transformer_lm", "reads token ids, and the data feeds float features")
-        unknown = sorted(set(network) - set(NETWORK_KEYS))
-        if unknown:
-            key = unknown[0]
-            fix = "drop cell=... (the transformer has no recurrent cell)" if key == "cell" else "drop it"
-            raise ConfigError(key, network[key], f"a recurrent-model setting that model=transformer_lm does not take; "
-                              f"{fix} (its keys: {', '.join(NETWORK_KEYS)})")
-        return TransformerLMNet(input_size, num_classes, **network)
+    network = "transformer"
 
     def _logits(self, batch, stage: str):
         if stage in ("val", "test"):  # the carried history: context across windows
