@@ -31,7 +31,8 @@ def network(overrides):
 
 def step(net, optimizer, inputs, targets) -> float:
     start = time.process_time()
-    logits, _, penalties = net.run(inputs)
+    out = net(inputs)
+    logits, penalties = out.logits, out.penalties
     loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten()) + sum(penalties.values())
     optimizer.zero_grad()
     loss.backward()

@@ -201,13 +201,16 @@ def test_the_model_penalises_dropped_outputs_with_ar_and_undropped_ones_with_tar
     net = SequenceModel(6, 6, many_to_one=False, hidden_size=5, dropout=0.5, ar=2.0, tar=3.0).train()
     x, lengths = torch.randint(1, 6, (2, 7)), torch.tensor([7, 4])
     torch.manual_seed(4)
-    _, _, penalties = net.run(x, lengths)
+    penalties = net(x, lengths).penalties
     torch.manual_seed(4)
-    dropped, _, undropped = net.backbone.run(net.encoder(x), lengths)
+    out = net.backbone(net.encoder(x), lengths)
+    dropped, undropped = out.outputs, out.undropped
     assert not torch.equal(dropped, undropped)
     assert torch.allclose(penalties["ar"], 2.0 * activation_regularisation(dropped, lengths))
     assert torch.allclose(penalties["tar"], 3.0 * temporal_activation_regularisation(undropped, lengths))
-    assert net.eval().run(x, lengths)[2] == {}
+    assert net.eval()(x, lengths).penalties == {}
+    logits, state = net(x, lengths)  # unpacks as the pair, as every caller reads it
+    assert logits.shape == (2, 7, 6) and len(state) == 1
 
 
 def test_the_training_loss_adds_the_penalties_and_validation_does_not():
@@ -216,7 +219,8 @@ def test_the_training_loss_adds_the_penalties_and_validation_does_not():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log outside a Trainer
         loss = model._step(batch, "train")
-    logits, _, penalties = model.net.run(batch["inputs"], batch["lengths"])  # no dropout: deterministic
+    out = model.net(batch["inputs"], batch["lengths"])  # no dropout: deterministic
+    logits, penalties = out.logits, out.penalties
     cross_entropy = F.cross_entropy(logits[0], batch["targets"][0])
     assert set(penalties) == {"ar", "tar"}
     assert torch.allclose(loss, cross_entropy + penalties["ar"] + penalties["tar"])
@@ -358,3 +362,13 @@ def test_a_tiny_run_with_every_awd_key_on_switches_averages_and_resumes(tmp_path
                          f"ckpt_path={tmp_path / 'first' / 'checkpoints' / 'last.ckpt'}")
     for key in ("last_epoch/val/loss", "train/loss"):
         assert continued[key] == pytest.approx(whole[key], rel=1e-5), key
+
+
+def test_the_backbone_pair_and_its_undropped_outputs_agree_without_dropout():
+    """``.undropped`` is the outputs before dropout: equal to the outputs when dropout is off."""
+    net = SequenceModel(6, 6, many_to_one=False, hidden_size=5, dropout=0.0).train()
+    x, lengths = torch.randint(1, 6, (2, 7)), torch.tensor([7, 4])
+    out = net.backbone(net.encoder(x), lengths)
+    outputs, state = out
+    assert torch.equal(outputs, out.undropped) and outputs is out.outputs and state is out.state
+    assert net(x, lengths).penalties == {}  # no coefficient set: no term, in training too

@@ -243,3 +243,15 @@ def _plugin_imports():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hydra_plugins"):
                 yield path, node.module
+
+
+def test_every_network_module_has_one_entry_point():
+    """One ``forward`` per module (s4's ``forward(x, state) -> (x, state)``): no ``run`` beside it."""
+    second = []
+    for path in (ROOT / "rnnexp" / "models").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                names = {f.name for f in node.body if isinstance(f, ast.FunctionDef)}
+                if "forward" in names and "run" in names:
+                    second.append(f"{path.relative_to(ROOT)}:{node.name}")
+    assert not second

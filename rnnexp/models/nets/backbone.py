@@ -22,7 +22,7 @@ gated MLP (:mod:`rnnexp.models.nets.blocks`).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,7 @@ from rnnexp.models.nets.blocks import ResidualBlock, check_block_options, make_n
 from rnnexp.models.nets.cells import cell_kind
 from rnnexp.models.nets.initialisation import INITS, initialise_recurrent_weights
 from rnnexp.models.nets.layer_state import LayerState, join_layers, split_layers, to_dtype
+from rnnexp.models.nets.outputs import BackboneOutput
 from rnnexp.models.nets.unrolled import LayerTap, UnrolledRecorder
 from rnnexp.models.nets.variational_dropout import VariationalMasks
 from rnnexp.models.nets.weight_drop import check_applies, dropped_weights
@@ -177,15 +178,9 @@ class RecurrentBackbone(nn.Module):
 
     def forward(
         self, x: Tensor, lengths: Optional[Tensor] = None, state: Optional[Sequence[LayerState]] = None
-    ) -> Tuple[Tensor, List[LayerState]]:
-        outputs, final, _ = self.run(x, lengths, state)
-        return outputs, final
-
-    def run(
-        self, x: Tensor, lengths: Optional[Tensor] = None, state: Optional[Sequence[LayerState]] = None
-    ) -> Tuple[Tensor, List[LayerState], Tensor]:
-        """:meth:`forward`'s outputs and final state, plus the last layer's outputs before their
-        dropout (what temporal activation regularisation penalises)."""
+    ) -> BackboneOutput:
+        """``(outputs [B, T, H], final state per layer)``; ``.undropped`` holds the last layer's
+        outputs before their dropout (what temporal activation regularisation penalises)."""
         batch, steps = x.shape[0], x.shape[1]
         if state is None and self.initial_state is not None:
             state = self._learned_initial_state(batch)
@@ -229,8 +224,8 @@ class RecurrentBackbone(nn.Module):
         if isinstance(data, PackedSequence):
             data, _ = pad_packed_sequence(data, batch_first=True, total_length=steps)
         if masks is not None:
-            return masks.apply(data, len(self.blocks) - 1, self.dropout.p), final, data
-        return self.dropout(data), final, data
+            return BackboneOutput(masks.apply(data, len(self.blocks) - 1, self.dropout.p), final, data)
+        return BackboneOutput(self.dropout(data), final, data)
 
     def _call_block(self, block: nn.Module, data, hx, lengths: Optional[Tensor]):
         if self.kind.elementwise:
@@ -261,7 +256,7 @@ class RecurrentBackbone(nn.Module):
         if short:
             valid = torch.arange(steps)[None, :] < lengths[:, None]
             out = torch.where(valid.to(out.device)[..., None], out, torch.zeros((), dtype=out.dtype, device=out.device))
-        return out, final, out
+        return BackboneOutput(out, final, out)
 
     def _drop_between(self, data, masks: Optional["VariationalMasks"], layer: Union[int, str]):
         if masks is None:

@@ -8,7 +8,7 @@ through unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,7 @@ from rnnexp.models.nets.backbone import RecurrentBackbone
 from rnnexp.models.nets.layer_state import LayerState
 from rnnexp.models.nets.encoders import InputEncoder
 from rnnexp.models.nets.heads import ManyToManyHead, ManyToOneHead
+from rnnexp.models.nets.outputs import SequenceOutput
 
 EMBEDDING_INIT_STD = 0.02  # GPT-2's; see SequenceModel._tie
 
@@ -91,17 +92,11 @@ class SequenceModel(nn.Module):
 
     def forward(
         self, inputs: Tensor, lengths: Optional[Tensor] = None, state: Optional[Sequence[LayerState]] = None
-    ) -> Tuple[Tensor, list]:
-        logits, final_state, _ = self.run(inputs, lengths, state, penalties=False)
-        return logits, final_state
-
-    def run(
-        self, inputs: Tensor, lengths: Optional[Tensor] = None, state: Optional[Sequence[LayerState]] = None,
-        penalties: bool = True,
-    ) -> Tuple[Tensor, list, Dict[str, Tensor]]:
-        """:meth:`forward` plus ``{"ar": ..., "tar": ...}`` (the terms set, in training only; {} else)."""
-        outputs, final_state, undropped = self.backbone.run(self.encoder(inputs), lengths, state)
+    ) -> SequenceOutput:
+        """``(logits, final state)``; ``.penalties``: ``{"ar": ..., "tar": ...}``, the terms set, in
+        training only ({} else)."""
+        out = self.backbone(self.encoder(inputs), lengths, state)
         if lengths is None:
             lengths = torch.full((inputs.shape[0],), inputs.shape[1], dtype=torch.long)
-        terms = activation_penalties(outputs, undropped, lengths, self.ar, self.tar) if penalties and self.training else {}
-        return self.head(outputs, lengths), final_state, terms
+        terms = activation_penalties(out.outputs, out.undropped, lengths, self.ar, self.tar) if self.training else {}
+        return SequenceOutput(self.head(out.outputs, lengths), out.state, terms)

@@ -80,7 +80,7 @@ class SequenceTask(Optimization, pl.LightningModule):
             check_number("gradient_clip_val", gradient_clip_val, 0, low_open=True, hint=", or null for no clipping")
         self.net = self.build_net(input_size, num_classes, input_kind, {key: self.hparams[key] for key in network})
         self.sums = EpochSums()
-        self._penalties: Dict[str, Tensor] = {}  # this training step's AR/TAR terms (the network's run)
+        self._penalties: Dict[str, Tensor] = {}  # this training step's AR/TAR terms (SequenceOutput.penalties)
 
     def build_net(self, input_size: int, num_classes: int, input_kind: Optional[str], network: Dict[str, Any]) -> nn.Module:
         """The network from the data's sizes and the network settings; a task with a network of
@@ -112,11 +112,11 @@ class SequenceTask(Optimization, pl.LightningModule):
 
     def _run(self, inputs: Tensor, lengths: Optional[Tensor], state: Any, stage: str):
         """``self(inputs, lengths, state)``; in training, the network's activation penalties (AR,
-        TAR) are kept for :meth:`_step` to add to the loss."""
+        TAR; ``SequenceOutput.penalties``) are kept for :meth:`_step` to add to the loss."""
+        out = self(inputs, lengths, state)
         if stage == "train" and NETWORKS[self.network].penalties:
-            logits, final, self._penalties = self.net.run(inputs, lengths, state)
-            return logits, final
-        return self(inputs, lengths, state)
+            self._penalties = out.penalties
+        return out
 
     def _log_extra(self, stage: str, mean: Tensor) -> None:
         """Metrics derived from the epoch's mean loss (perplexity, bits per token)."""
