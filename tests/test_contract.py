@@ -15,11 +15,13 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
+from omegaconf import OmegaConf
 
 from rnnexp.data import ToyWordsDataModule
 from rnnexp.models import LanguageModel, RecurrentBackbone, SequenceClassifier, SequenceModel, SequenceTagger
 from rnnexp.models.nets.cells import CELLS, CellKind
 from tests.helpers import CONF, ROOT
+from tests.helpers.compose import compose_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
@@ -62,6 +64,46 @@ def test_network_settings_are_written_once():
     arguments = set(inspect.signature(SequenceModel).parameters) | set(inspect.signature(RecurrentBackbone).parameters)
     arguments -= {"self", "backbone", "input_size", "num_classes", "many_to_one", "input_kind"}
     assert set(base) - {"_recursive_", "optimizer", "scheduler"} == arguments - {"cell"}
+
+
+def _leaves(node, prefix=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}{key}.")
+    else:
+        yield prefix[:-1], node
+
+
+def _preset_repeats(path: Path) -> list:
+    """Keys under ``data``, ``trainer`` and the top level that a preset sets to the value its own
+    defaults (the groups it picks, the preset it extends) already give."""
+    own = yaml.safe_load(path.read_text())
+    overrides, parent = [], None
+    for entry in own.pop("defaults", []):
+        if isinstance(entry, str):
+            parent = parent if entry == "_self_" else entry
+        else:
+            ((key, value),) = entry.items()
+            overrides.append(f"{key.removeprefix('override ').lstrip('/')}={value}")
+    base = OmegaConf.to_container(compose_config(([f"experiment={parent}"] if parent else []) + overrides), resolve=False)
+    found = []
+    for group in ("data", "trainer", None):
+        node = own.get(group, {}) if group else {k: v for k, v in own.items() if not isinstance(v, dict)}
+        for key, value in _leaves(node):
+            where = f"{group}.{key}" if group else key
+            here = base
+            for part in where.split("."):
+                here = here.get(part, KeyError) if isinstance(here, dict) else KeyError
+            if here == value:
+                found.append(where)
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((CONF / "experiment").glob("*.yaml")), ids=lambda p: p.stem)
+def test_presets_write_only_what_differs_from_their_defaults(path):
+    """A preset's data, trainer and top-level keys are overrides: a value equal to its groups' (or
+    its parent preset's) is a second copy that would silently keep an old value when the group changes."""
+    assert not _preset_repeats(path), f"{path.name} repeats its defaults' values"
 
 
 def _code_defaults(target: str) -> dict:
