@@ -24,3 +24,14 @@ def compose_train(overrides: Iterable[str] = ()):
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
+
+
+def reference_adam(cfg, parameters):
+    """The plain loop's optimizer: ``torch.optim.Adam`` with the preset's own settings (lr, weight
+    decay, ``fused``), so both sides run the same update (an unfused Adam is slower and rounds
+    differently); a preset with another optimizer is refused."""
+    import torch
+
+    if cfg.optimizer._target_ != "torch.optim.Adam":
+        raise SystemExit(f"error: the plain reference runs Adam, not {cfg.optimizer._target_}")
+    return torch.optim.Adam(parameters, **{k: v for k, v in cfg.optimizer.items() if not k.startswith("_")})

@@ -96,11 +96,12 @@ class RowLSTM(nn.Module):
 
 
 class Plain:
-    """A hand-written training loop: autocast, cross-entropy, backward, clip at norm 1, Adam."""
+    """A hand-written training loop: autocast, cross-entropy, backward, clip at norm 1, Adam (the
+    preset's settings, fused as rnnexp runs it: ``_repo.reference_adam``)."""
 
-    def __init__(self, model: nn.Module, lr: float, datamodule, bf16: bool) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, datamodule, bf16: bool) -> None:
         self.model, self.bf16, self.datamodule = model, bf16, datamodule
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        self.optimizer = optimizer
         self.batches, self.state = iter(datamodule.train_dataloader()), None
 
     def step(self) -> None:
@@ -167,8 +168,8 @@ def measure(preset: str, precision: str, steps: int, warmup: int, data_dir: str)
         reference_data = build(cfg)[0]
         reference_data.setup("fit")
         torch.manual_seed(0)
-        plain = Plain(plain_model(preset, model.hparams.input_size), cfg.optimizer.lr, reference_data,
-                      precision == "bf16-mixed")
+        network = plain_model(preset, model.hparams.input_size)
+        plain = Plain(network, _repo.reference_adam(cfg, network.parameters()), reference_data, precision == "bf16-mixed")
         lockstep = Lockstep(plain, warmup)
         trainer.callbacks.append(lockstep)
         # The measured steps warmup+1 .. warmup+steps hold step `steps` (a multiple of the interval).

@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from benchmarks._repo import compose_train
+from benchmarks._repo import compose_train, reference_adam
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = os.environ.get("RNNEXP_DATA_DIR") or str(ROOT.parent / "shared" / "data")
@@ -72,11 +72,10 @@ class Lockstep(pl.Callback):
     (fetching its batch included, the check that both sides got the same batch excluded).
     """
 
-    def __init__(self, reference: Reference, optimizer: Dict, datamodule, validate: bool, test_limit: Optional[int]) -> None:
+    def __init__(self, reference: Reference, optimizer: torch.optim.Optimizer, datamodule, validate: bool,
+                 test_limit: Optional[int]) -> None:
         self.reference, self.datamodule = reference, datamodule
-        # The preset's own optimizer settings (lr, weight decay, fused), so both sides run the same
-        # update: an unfused reference beside rnnexp's fused Adam drifts apart by rounding.
-        self.optimizer = torch.optim.Adam(reference.parameters(), **optimizer)
+        self.optimizer = optimizer  # the preset's own Adam settings (_repo.reference_adam)
         self.validate, self.test_limit = validate, test_limit
         self.loader = datamodule.train_dataloader()
         self.batches = None
@@ -175,10 +174,7 @@ def fit_in_lockstep(experiment: str, overrides: List[str], data_dir: str, valida
         ref = Reference(datamodule.input_size, cfg.model.hidden_size)
         same_start = same_weights(ref, model.net)
         datamodule.setup()
-        settings = {k: v for k, v in cfg.optimizer.items() if not k.startswith("_")}
-        if cfg.optimizer._target_ != "torch.optim.Adam":
-            raise SystemExit(f"error: the lockstep reference runs Adam, not {cfg.optimizer._target_}")
-        lockstep = Lockstep(ref, settings, datamodule, validate, test_limit)
+        lockstep = Lockstep(ref, reference_adam(cfg, ref.parameters()), datamodule, validate, test_limit)
         lockstep.same_start = same_start
         trainer.callbacks.append(lockstep)
         lockstep.begin()

@@ -6,8 +6,8 @@ The rnnexp side is the preset's composed config built by ``rnnexp.train.build`` 
 a real Trainer (CSV logger, checkpointing, LR monitor, throughput callback, gradient clipping
 at norm 1, state carried across windows; validation off, progress bar off). The reference is
 what a user writes by hand: one-hot characters into ``nn.GRU(V, 128)`` and ``nn.GRU(128, 256)``,
-``nn.Linear`` to the vocabulary, Adam 3e-4, ``clip_grad_norm_``, the state detached between
-windows. After every Lightning step a callback runs one reference step on the same batch
+``nn.Linear`` to the vocabulary, Adam with the preset's settings (3e-4, fused), ``clip_grad_norm_``,
+the state detached between windows. After every Lightning step a callback runs one reference step on the same batch
 (its own loader over the same streams, checked equal to Lightning's batch off both clocks;
 the script stops with an error if any differs), so both see the same load on the shared cores; the
 callback's time is taken out of Lightning's clock. ``--bare`` puts the plain model in a bare
@@ -67,13 +67,13 @@ class BareModule(pl.LightningModule):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=3e-4)
+        return torch.optim.Adam(self.parameters(), lr=3e-4, fused=True)
 
 
 class Lockstep(pl.Callback):
-    def __init__(self, reference: Reference, loader, warmup: int) -> None:
+    def __init__(self, reference: Reference, optimizer: torch.optim.Optimizer, loader, warmup: int) -> None:
         self.ref, self.batches, self.warmup = reference, iter(loader), warmup
-        self.opt = torch.optim.Adam(reference.parameters(), lr=3e-4)
+        self.opt = optimizer  # the preset's own Adam settings (fused), as rnnexp's side runs them
         self.state = None
         self.lightning, self.plain, self.chars = [], [], 0
         self.mismatched = 0  # steps where the reference's batch was not Lightning's
@@ -138,7 +138,8 @@ def main() -> None:
     reference_data.setup()
     torch.manual_seed(0)
     reference = Reference(model.hparams.input_size)
-    lockstep = Lockstep(reference, reference_data.train_dataloader(), args.warmup)
+    lockstep = Lockstep(reference, _repo.reference_adam(cfg, reference.parameters()),
+                        reference_data.train_dataloader(), args.warmup)
     if args.bare:
         model = BareModule(model.hparams.input_size)
         trainer = pl.Trainer(max_steps=args.steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
