@@ -34,8 +34,8 @@ def time_to(epochs, key_acc, key_time, target):
 
 
 def compare(args) -> None:
-    lock = fit_in_lockstep("mnist_row_lstm", [*AS_REFERENCE, f"trainer.max_epochs={args.epochs}"], args.data_dir,
-                           validate=True)
+    lock = fit_in_lockstep("mnist_row_lstm", [*AS_REFERENCE, f"trainer.max_epochs={args.epochs}", *args.overrides],
+                           args.data_dir, validate=True)
     print(f"same initial weights: {lock.same_start}; batches that differed: {lock.mismatched_batches}")
     print("epoch  rnnexp_acc  ref_acc   rnnexp_s  ref_s")
     for row in lock.epochs:
@@ -83,6 +83,6 @@ if __name__ == "__main__":
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--target", type=float, default=0.98)
     parser.add_argument("--preset-run", action="store_true", help="run the full mnist_row_lstm preset instead")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for --preset-run")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides of the rnnexp side (e.g. callbacks.gc_freeze=null)")
     args = parser.parse_args()
     preset_run(args) if args.preset_run else compare(args)
