@@ -87,12 +87,17 @@ class Lockstep(pl.Callback):
         self.start = 0.0
         self.reference_clock = 0.0
         self.epochs: List[Dict[str, float]] = []
+        self.setup_seconds = 0.0
 
     def begin(self) -> None:
         self.start = time.perf_counter()
 
     def rnnexp_clock(self) -> float:
         return time.perf_counter() - self.start - self.paused
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Lightning's setup until the first step (data setup, sanity-check validation): rnnexp's only
+        self.setup_seconds = self.rnnexp_clock()
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.loader.sampler.set_epoch(trainer.current_epoch)
