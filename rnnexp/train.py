@@ -25,6 +25,7 @@ from rnnexp.runtime.checkpoints import check_fits, latest_checkpoint
 from rnnexp.runtime.terminal import metrics_table, quiet_lightning
 from rnnexp.compat.lightning import extend_csv_header
 from rnnexp.errors import ConfigError, UserError
+from rnnexp.models.tasks.step_logging import scalar_metrics
 from rnnexp.runtime.loggers import finish_wandb
 from rnnexp.runtime.precision import resolve_precision
 from rnnexp.runtime.run_log import HeldRunLog, record_resume
@@ -40,16 +41,6 @@ def _instantiate_all(group: Optional[DictConfig]) -> List[Any]:
     if not group:
         return []
     return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
-
-
-def _scalars(metrics: Dict[str, Any]) -> Dict[str, float]:
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            value = value.item()
-        if isinstance(value, (int, float)):
-            out[key] = float(value)
-    return out
 
 
 def _sweep_callbacks(cfg: DictConfig) -> List[pl.Callback]:
@@ -243,7 +234,7 @@ def _run(cfg: DictConfig, held: HeldRunLog, trained: List[bool]) -> Optional[flo
     finally:
         if trainer.global_step > 0 or ckpt_path:
             trained.append(True)
-    metrics = _scalars(trainer.callback_metrics)
+    metrics = scalar_metrics(trainer.callback_metrics)
     metrics["fit_seconds"] = time.perf_counter() - start
     validated_at_end = False
     if not any(key.startswith("val/") for key in trainer.callback_metrics) and _validation_enabled(trainer, datamodule):
@@ -252,8 +243,11 @@ def _run(cfg: DictConfig, held: HeldRunLog, trained: List[bool]) -> Optional[flo
         # had ended (killed while testing). Validate the final weights once, so the run has its val/*.
         log.info("No validation ran during training; validating the final weights once.")
         trainer.validate(model, datamodule=datamodule, verbose=False)
-        metrics.update(_scalars(trainer.callback_metrics))
+        metrics.update(scalar_metrics(trainer.callback_metrics))
         validated_at_end = True
+        if ckpt_path:  # resumed after training had ended: its last train/* and LR, as logged then
+            for key, value in getattr(model, "logged_at_checkpoint", {}).items():
+                metrics.setdefault(key, value)
     metrics.update(_best_of_fit(trainer, cfg.get("optimized_metric")))
     if validated_at_end and metrics.get("optimized_metric_from") == "last epoch":
         metrics["optimized_metric_from"] = "final weights (validated once after training: none ran during it)"
@@ -264,7 +258,7 @@ def _run(cfg: DictConfig, held: HeldRunLog, trained: List[bool]) -> Optional[flo
             log.warning("No best checkpoint was saved; testing the weights at the end of training.")
         _csv_header_from_file(trainer)
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)  # in the final table
-        metrics.update(_scalars(trainer.callback_metrics))
+        metrics.update(scalar_metrics(trainer.callback_metrics))
         if best:
             log.info("Tested the best checkpoint: %s", best)
 

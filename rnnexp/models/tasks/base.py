@@ -14,7 +14,7 @@ from rnnexp.errors import ConfigError, check_choice, check_number
 from rnnexp.models.tasks.epoch_sums import EpochSums
 from rnnexp.models.tasks.networks import NETWORKS
 from rnnexp.models.tasks.optimization import Optimization
-from rnnexp.models.tasks.step_logging import logs_this_step
+from rnnexp.models.tasks.step_logging import logs_this_step, scalar_metrics
 
 CLIP_ALGORITHMS = ("norm", "value")
 
@@ -80,6 +80,7 @@ class SequenceTask(Optimization, pl.LightningModule):
             check_number("gradient_clip_val", gradient_clip_val, 0, low_open=True, hint=", or null for no clipping")
         self.net = self.build_net(input_size, num_classes, input_kind, {key: self.hparams[key] for key in network})
         self.sums = EpochSums()
+        self.logged_at_checkpoint: Dict[str, float] = {}  # from the checkpoint a run resumed from
         self._penalties: Dict[str, Tensor] = {}  # this training step's AR/TAR terms (SequenceOutput.penalties)
 
     def build_net(self, input_size: int, num_classes: int, input_kind: Optional[str], network: Dict[str, Any]) -> nn.Module:
@@ -182,9 +183,15 @@ class SequenceTask(Optimization, pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint["rnnexp_epoch_sums"] = self.sums.state(self.current_epoch)
+        # What the loggers held when the checkpoint was written (the end-of-training one: the last
+        # epoch's train/*, learning rate, val/*). A run resumed after its training had ended (killed
+        # while testing) trains nothing and logs none of them again; train.py reports them from here.
+        trainer = attached_trainer(self)
+        checkpoint["rnnexp_logged_metrics"] = {} if trainer is None else scalar_metrics(trainer.callback_metrics)
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         self.sums.load(checkpoint.get("rnnexp_epoch_sums"))
+        self.logged_at_checkpoint = dict(checkpoint.get("rnnexp_logged_metrics") or {})
 
     def forward(self, inputs: Tensor, lengths: Optional[Tensor] = None, state=None):
         return self.net(inputs, lengths, state)

@@ -9,7 +9,10 @@ and accumulate epoch values in per-stage sums (``rnnexp.models.tasks.epoch_sums`
 
 from __future__ import annotations
 
+from typing import Any, Dict, Mapping
+
 import pytorch_lightning as pl
+import torch
 
 from rnnexp.compat.lightning import attached_trainer, should_update_logs
 
@@ -21,3 +24,14 @@ def logs_this_step(module: pl.LightningModule) -> bool:
         return True
     # The same test Lightning applies after the step (LoggerConnector.update_train_step_metrics).
     return should_update_logs(trainer)
+
+
+def scalar_metrics(metrics: Mapping[str, Any]) -> Dict[str, float]:
+    """The single-number entries of ``trainer.callback_metrics`` as floats (what ``metrics.json`` holds)."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, (int, float)):
+            out[key] = float(value)
+    return out
