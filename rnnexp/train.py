@@ -237,6 +237,9 @@ def _run(cfg: DictConfig, held: HeldRunLog, trained: List[bool]) -> Optional[flo
     metrics = scalar_metrics(trainer.callback_metrics)
     metrics["fit_seconds"] = time.perf_counter() - start
     validated_at_end = False
+    # A resume after training had ended (killed while testing): the killed process validated every
+    # epoch and its last values are in the checkpoint; the resumed one trains nothing.
+    logged_before = getattr(model, "logged_at_checkpoint", {}) if ckpt_path else {}
     if not any(key.startswith("val/") for key in trainer.callback_metrics) and _validation_enabled(trainer, datamodule):
         # No validation ran: the run ended before its first one (trainer.max_steps, a short
         # limit_train_batches, val_check_interval past the end), or it was resumed after training
@@ -244,10 +247,9 @@ def _run(cfg: DictConfig, held: HeldRunLog, trained: List[bool]) -> Optional[flo
         log.info("No validation ran during training; validating the final weights once.")
         trainer.validate(model, datamodule=datamodule, verbose=False)
         metrics.update(scalar_metrics(trainer.callback_metrics))
-        validated_at_end = True
-        if ckpt_path:  # resumed after training had ended: its last train/* and LR, as logged then
-            for key, value in getattr(model, "logged_at_checkpoint", {}).items():
-                metrics.setdefault(key, value)
+        validated_at_end = not any(key.startswith("val/") for key in logged_before)
+        for key, value in logged_before.items():  # the last epoch's train/* and LR, as logged then
+            metrics.setdefault(key, value)
     metrics.update(_best_of_fit(trainer, cfg.get("optimized_metric")))
     if validated_at_end and metrics.get("optimized_metric_from") == "last epoch":
         metrics["optimized_metric_from"] = "final weights (validated once after training: none ran during it)"
