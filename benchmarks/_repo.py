@@ -26,12 +26,17 @@ def compose_train(overrides: Iterable[str] = ()):
         return compose(config_name="train", overrides=list(overrides))
 
 
-def reference_adam(cfg, parameters):
-    """The plain loop's optimizer: ``torch.optim.Adam`` with the preset's own settings (lr, weight
-    decay, ``fused``), so both sides run the same update (an unfused Adam is slower and rounds
-    differently); a preset with another optimizer is refused."""
-    import torch
-
+def adam_settings(cfg) -> dict:
+    """The preset's Adam keyword arguments (lr, weight decay, ``fused``); a preset with another
+    optimizer is refused: the plain references run Adam."""
     if cfg.optimizer._target_ != "torch.optim.Adam":
         raise SystemExit(f"error: the plain reference runs Adam, not {cfg.optimizer._target_}")
-    return torch.optim.Adam(parameters, **{k: v for k, v in cfg.optimizer.items() if not k.startswith("_")})
+    return {k: v for k, v in cfg.optimizer.items() if not k.startswith("_")}
+
+
+def reference_adam(cfg, parameters):
+    """The plain loop's optimizer: ``torch.optim.Adam`` with the preset's own settings, so both
+    sides run the same update (an unfused Adam is slower and rounds differently)."""
+    import torch
+
+    return torch.optim.Adam(parameters, **adam_settings(cfg))

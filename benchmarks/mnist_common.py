@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from benchmarks._repo import compose_train, reference_adam
+from benchmarks._repo import adam_settings, compose_train, reference_adam
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = os.environ.get("RNNEXP_DATA_DIR") or str(ROOT.parent / "shared" / "data")
@@ -50,6 +50,25 @@ class Reference(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x)
         return self.fc(out[:, -1])
+
+
+class BareModule(pl.LightningModule):
+    """``--bare``: the reference network itself in the smallest LightningModule (cross-entropy, the
+    preset's Adam), fitted by a Trainer with no logger, callback or checkpoint: Lightning's own
+    cost per step, the floor under anything built on its loop."""
+
+    def __init__(self, net: Reference, adam: Dict) -> None:
+        super().__init__()
+        self.net, self.adam = net, adam
+
+    def forward(self, x: torch.Tensor):
+        return self.net(x), None  # the (logits, state) pair the lockstep's accuracy reads
+
+    def training_step(self, batch, batch_idx):
+        return nn.functional.cross_entropy(self.net(batch["inputs"]), batch["targets"])
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), **self.adam)
 
 
 @torch.no_grad()
@@ -167,7 +186,9 @@ def same_weights(reference: Reference, net: nn.Module) -> bool:
 
 
 def fit_in_lockstep(experiment: str, overrides: List[str], data_dir: str, validate: bool,
-                    test_limit: Optional[int] = None, seed: int = 42) -> Lockstep:
+                    test_limit: Optional[int] = None, seed: int = 42, bare: bool = False) -> Lockstep:
+    """rnnexp's fit of the preset with the plain loop in lockstep; ``bare``: the reference network
+    in :class:`BareModule` under a bare Trainer instead of rnnexp's model (no validation either side)."""
     from rnnexp.train import build
 
     with tempfile.TemporaryDirectory() as out:
@@ -178,6 +199,14 @@ def fit_in_lockstep(experiment: str, overrides: List[str], data_dir: str, valida
         torch.manual_seed(seed)
         ref = Reference(datamodule.input_size, cfg.model.hidden_size)
         same_start = same_weights(ref, model.net)
+        if bare:
+            torch.manual_seed(seed)
+            model = BareModule(Reference(datamodule.input_size, cfg.model.hidden_size), adam_settings(cfg))
+            same_start = all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), model.net.state_dict().values()))
+            trainer = pl.Trainer(max_epochs=cfg.trainer.max_epochs, accelerator="cpu", devices=1, logger=False,
+                                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                 limit_val_batches=0)
+            validate = False
         datamodule.setup()
         lockstep = Lockstep(ref, reference_adam(cfg, ref.parameters()), datamodule, validate, test_limit)
         lockstep.same_start = same_start

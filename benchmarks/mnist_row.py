@@ -1,6 +1,7 @@
 """Row MNIST (28 steps x 28 pixels), LSTM-128, Adam 1e-3, batch 128: rnnexp vs plain PyTorch.
 
     .venv/bin/python benchmarks/mnist_row.py                 # 5 epochs, the comparison
+    .venv/bin/python benchmarks/mnist_row.py --bare          # the plain network in a bare Trainer: Lightning's floor
     .venv/bin/python benchmarks/mnist_row.py --preset-run    # the full mnist_row_lstm preset (>= 99%?)
 
 The comparison builds ``experiment=mnist_row_lstm`` with the overrides that make it the
@@ -35,7 +36,7 @@ def time_to(epochs, key_acc, key_time, target):
 
 def compare(args) -> None:
     lock = fit_in_lockstep("mnist_row_lstm", [*AS_REFERENCE, f"trainer.max_epochs={args.epochs}", *args.overrides],
-                           args.data_dir, validate=True)
+                           args.data_dir, validate=True, bare=args.bare)
     print(f"same initial weights: {lock.same_start}; batches that differed: {lock.mismatched_batches}")
     print("epoch  rnnexp_acc  ref_acc   rnnexp_s  ref_s")
     for row in lock.epochs:
@@ -83,6 +84,8 @@ if __name__ == "__main__":
     parser.add_argument("--data-dir", default=DEFAULT_DATA, help="the folder holding mnist/ (paths.data_dir)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--target", type=float, default=0.98)
+    parser.add_argument("--bare", action="store_true",
+                        help="Lightning's floor: the plain network in a bare Trainer (no validation on either side)")
     parser.add_argument("--preset-run", action="store_true", help="run the full mnist_row_lstm preset instead")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides of the rnnexp side (e.g. callbacks.throughput=null)")
     args = parser.parse_args()
