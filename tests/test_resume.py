@@ -128,3 +128,25 @@ def test_a_resume_keeps_the_csv_history_of_the_run_before_the_crash(tmp_path):
     (kept,) = (tmp_path / "csv").glob("metrics.before_resume_*.csv")
     assert kept.read_text() == "epoch,step,train/loss\n0,9,1.5\n"
     assert "1.0" in (tmp_path / "csv" / "metrics.csv").read_text()
+
+
+def test_the_last_checkpoint_keeps_what_the_loggers_held_at_the_end_of_training(tmp_path):
+    """The end-of-epoch checkpoint is written after the epoch's train/* are logged, and holds them:
+    a run resumed after its training ended (killed while testing) reports them from there."""
+    from rnnexp.data import ToyWordsDataModule
+    from rnnexp.models import SequenceClassifier
+    from tests.helpers.trainer import small_trainer
+
+    dm = ToyWordsDataModule("i_like_dog", repeat=5)
+    model = SequenceClassifier(**dm.spec().model_kwargs(), cell="gru", hidden_size=8,
+                               optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1})
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, monitor="val/loss")
+    trainer = small_trainer(tmp_path, max_epochs=2, callbacks=[checkpoint, pl.callbacks.LearningRateMonitor()],
+                            logger=pl.loggers.CSVLogger(tmp_path))
+    trainer.fit(model, datamodule=dm)
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["rnnexp_logged_metrics"]
+    at_end = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    assert {"train/loss", "train/acc", "val/loss", "lr-SGD"} <= set(saved)
+    assert saved == at_end
+    resumed = SequenceClassifier.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert resumed.logged_at_checkpoint == at_end
