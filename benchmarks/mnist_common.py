@@ -202,7 +202,8 @@ def fit_in_lockstep(experiment: str, overrides: List[str], data_dir: str, valida
         if bare:
             torch.manual_seed(seed)
             model = BareModule(Reference(datamodule.input_size, cfg.model.hidden_size), adam_settings(cfg))
-            same_start = all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), model.net.state_dict().values()))
+            theirs, ours = ref.state_dict(), model.net.state_dict()  # the same class: the same names
+            same_start = theirs.keys() == ours.keys() and all(torch.equal(theirs[k], ours[k]) for k in ours)
             trainer = pl.Trainer(max_epochs=cfg.trainer.max_epochs, accelerator="cpu", devices=1, logger=False,
                                  enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                                  limit_val_batches=0)

@@ -5,8 +5,8 @@ docs/results.md were scored before issue 27) and with context across windows (si
 
 The network, weights and characters are the same; only ``eval_stride`` differs. With a carried
 state and windows as long as the context (128), ``eval_stride=context`` reads every window's new
-characters after none of the preceding ones (from scratch), ``eval_stride=context // 2`` (the
-default) after 64-127 of them. Both go through ``rnnexp.models.dynamic_eval.run_stream``, the static
+characters after none of the preceding ones (from scratch); the run's own ``eval_stride`` (by
+default ``context // 2``: each character after 64-127 preceding ones) scores it with context. Both go through ``rnnexp.models.dynamic_eval.run_stream``, the static
 scoring ``python -m rnnexp.evaluate`` uses. One torch thread.
 """
 
@@ -39,7 +39,8 @@ def main() -> None:
     datamodule = load_data(run_cfg, model.hparams.vocab)
     loader = datamodule.val_dataloader if args.split == "val" else datamodule.test_dataloader
     results = {}
-    for name, stride in (("from scratch", net.context), ("with context", max(net.context // 2, 1))):
+    # The run's own eval_stride (model.eval_stride; null trained as context // 2) for "with context".
+    for name, stride in (("from scratch", net.context), ("with context", net.eval_stride)):
         net.eval_stride = stride
         results[name] = run_stream(net, loader(), "32-true").bpc
         print(f"{args.split} bpc {name:12s} (eval_stride={stride:3d}): {results[name]:.4f}")

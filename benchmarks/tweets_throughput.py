@@ -58,16 +58,16 @@ class BareModule(pl.LightningModule):
     """``--bare``: the reference model itself in the smallest LightningModule, under a Trainer
     with no logger and no callbacks: what Lightning's loop alone costs at this step size."""
 
-    def __init__(self, vocab: int) -> None:
+    def __init__(self, vocab: int, adam: dict) -> None:
         super().__init__()
-        self.model, self.state = Reference(vocab), None
+        self.model, self.state, self.adam = Reference(vocab), None, adam
 
     def training_step(self, batch, batch_idx):
         logits, self.state = self.model(batch["inputs"], self.state)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=3e-4, fused=True)
+        return torch.optim.Adam(self.parameters(), **self.adam)  # the preset's settings, as the reference
 
 
 class Lockstep(pl.Callback):
@@ -141,7 +141,7 @@ def main() -> None:
     lockstep = Lockstep(reference, _repo.reference_adam(cfg, reference.parameters()),
                         reference_data.train_dataloader(), args.warmup)
     if args.bare:
-        model = BareModule(model.hparams.input_size)
+        model = BareModule(model.hparams.input_size, _repo.adam_settings(cfg))
         trainer = pl.Trainer(max_steps=args.steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
                              callbacks=[lockstep])
